@@ -1,0 +1,206 @@
+// fsa: feature space augmentation for long-tailed data, from the command line.
+// Parses arguments, builds the typed config and calls one library function
+// per subcommand; every error becomes one message and a non-zero exit.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "fsa/data/image_set.h"
+#include "fsa/io/config.h"
+#include "fsa/train/checkpoint.h"
+#include "fsa/train/phases.h"
+#include "quickstart_config.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CommonOptions {
+  std::string config;
+  std::string out;
+  std::string device;
+  std::vector<std::string> overrides;
+  bool quiet = false;
+};
+
+void add_common(CLI::App* cmd, CommonOptions& o) {
+  cmd->add_option("--config", o.config, "YAML config (a phase file or a pipeline file)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--out", o.out, "output folder (run folder)");
+  cmd->add_option("--device", o.device, "cpu, cuda or cuda:N (overrides the config)");
+  cmd->add_option("--set", o.overrides, "override a config key: --set train.num_epoch=2")
+      ->type_name("KEY=VALUE");
+  cmd->add_flag("--quiet", o.quiet, "no progress bar or progress lines");
+}
+
+/// The document the options describe: the file (or the embedded quickstart),
+/// the --device and --set overrides applied.
+YAML::Node load_document(const CommonOptions& o, std::string* source) {
+  YAML::Node doc;
+  if (o.config.empty()) {
+    doc = YAML::Load(fsa::app::kQuickstartYaml);
+    *source = "configs/quickstart.yaml (embedded)";
+  } else {
+    doc = fsa::io::load_yaml_file(o.config);
+    *source = o.config;
+  }
+  auto overrides = o.overrides;
+  if (!o.device.empty()) overrides.push_back("device=" + o.device);
+  if (o.quiet) overrides.push_back("log.progress=quiet");
+  fsa::io::apply_overrides(doc, overrides);
+  return doc;
+}
+
+fsa::io::Config phase_config(const CommonOptions& o, const std::string& phase) {
+  std::string source;
+  auto doc = load_document(o, &source);
+  return fsa::io::parse_config(fsa::io::phase_document(doc, phase), source);
+}
+
+std::string out_dir(const CommonOptions& o, const std::string& fallback) {
+  if (!o.out.empty()) return o.out;
+  const auto stem = o.config.empty() ? "quickstart" : fs::path(o.config).stem().string();
+  return (fs::path("runs") / stem / fallback).string();
+}
+
+/// Logs to the console and, once the run folder is known, to its log.txt.
+void log_to_folder(const std::string& dir) {
+  fs::create_directories(dir);
+  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(
+      (fs::path(dir) / "log.txt").string(), /*truncate=*/false);
+  file->set_level(spdlog::level::debug);  // running-loss lines go to the file only
+  spdlog::default_logger()->sinks().push_back(file);
+}
+
+void require_file(const std::string& path, const std::string& what) {
+  if (path.empty()) throw fsa::io::ConfigError(fmt::format("{} is required", what));
+  if (!fs::exists(path)) {
+    throw fsa::io::ConfigError(fmt::format("{} '{}' does not exist", what, path));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_default_logger(spdlog::stdout_color_mt("fsa"));
+  spdlog::default_logger()->sinks().front()->set_level(spdlog::level::info);
+  spdlog::set_level(spdlog::level::debug);
+  spdlog::set_pattern("[%H:%M:%S] %v");
+  spdlog::flush_on(spdlog::level::info);
+
+  CLI::App app{"fsa: feature space augmentation for long-tailed image classification "
+               "(Chu et al., ECCV 2020)"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "fsa 0.1.0");
+
+  CommonOptions train_o, extract_o, finetune_o, test_o, run_o;
+  std::string resume, extract_ckpt, finetune_ckpt, analysis, test_ckpt;
+  bool store = false, offline = false;
+
+  auto* train = app.add_subcommand("train", "Phase I: train a ResNet on the long-tailed set");
+  add_common(train, train_o);
+  train->add_option("--resume", resume, "resume from this checkpoint (weights, optimiser, epoch)");
+
+  auto* extract = app.add_subcommand(
+      "extract", "Phase II: score matrix, confusing classes, class activation maps");
+  add_common(extract, extract_o);
+  extract->add_option("--checkpoint", extract_ckpt, "Phase I checkpoint");
+  extract->add_flag("--store", store, "also write the offline feature store (features.pt)");
+
+  auto* finetune = app.add_subcommand(
+      "finetune", "Phase III: fine-tune the classifier with feature-space augmentation");
+  add_common(finetune, finetune_o);
+  finetune->add_option("--checkpoint", finetune_ckpt, "Phase I checkpoint");
+  finetune->add_option("--analysis", analysis, "Phase II analysis.pt");
+  finetune->add_flag("--offline", offline, "use Phase II's stored features (offline variant)");
+
+  auto* test = app.add_subcommand("test", "evaluate a checkpoint on the test set");
+  add_common(test, test_o);
+  test->add_option("--checkpoint", test_ckpt, "checkpoint to evaluate")->required();
+
+  auto* run = app.add_subcommand(
+      "run", "all three phases in order (no arguments: the embedded quickstart)");
+  add_common(run, run_o);
+
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (train->parsed()) {
+      auto cfg = phase_config(train_o, "phase_i");
+      if (!resume.empty()) cfg.checkpoint.resume = resume;
+      if (!cfg.checkpoint.resume.empty()) require_file(cfg.checkpoint.resume, "checkpoint.resume");
+      auto ws = fsa::train::make_workspace(cfg);
+      const auto dir = out_dir(train_o, "phase_i");
+      log_to_folder(dir);
+      auto r = fsa::train::run_phase_i(cfg, ws, dir);
+      spdlog::info("Phase I done: top-1 {:.2f}%, checkpoint {}", 100 * r.report.top1,
+                   r.checkpoint);
+    } else if (extract->parsed()) {
+      auto cfg = phase_config(extract_o, "phase_ii");
+      if (!extract_ckpt.empty()) cfg.checkpoint.load_checkpoint = extract_ckpt;
+      cfg.feature.store = cfg.feature.store || store;
+      require_file(cfg.checkpoint.load_checkpoint, "the Phase I checkpoint (--checkpoint)");
+      auto ws = fsa::train::make_workspace(cfg);
+      const auto dir = out_dir(extract_o, "phase_ii");
+      log_to_folder(dir);
+      fsa::train::run_phase_ii(cfg, ws, cfg.checkpoint.load_checkpoint, dir);
+    } else if (finetune->parsed()) {
+      auto cfg = phase_config(finetune_o, "phase_iii");
+      if (!finetune_ckpt.empty()) cfg.checkpoint.load_checkpoint = finetune_ckpt;
+      if (!analysis.empty()) cfg.finetune.analysis = analysis;
+      cfg.finetune.offline = cfg.finetune.offline || offline;
+      fsa::train::validate_phase_iii(cfg);
+      require_file(cfg.checkpoint.load_checkpoint, "the Phase I checkpoint (--checkpoint)");
+      require_file(cfg.finetune.analysis, "the Phase II analysis (--analysis)");
+      auto ws = fsa::train::make_workspace(cfg);
+      fsa::train::load_matching_analysis(cfg.finetune.analysis, ws);
+      const auto dir = out_dir(finetune_o, "phase_iii");
+      log_to_folder(dir);
+      auto r = fsa::train::run_phase_iii(cfg, ws, cfg.checkpoint.load_checkpoint,
+                                         cfg.finetune.analysis, dir);
+      spdlog::info("Phase III done: top-1 {:.2f}%, tail {:.2f}%", 100 * r.report.top1,
+                   100 * r.report.tail.value_or(0));
+    } else if (test->parsed()) {
+      auto cfg = phase_config(test_o, "phase_iii");
+      require_file(test_ckpt, "--checkpoint");
+      auto ws = fsa::train::make_workspace(cfg);
+      const auto dir = out_dir(test_o, "test");
+      log_to_folder(dir);
+      fsa::train::run_test(cfg, ws, test_ckpt, dir);
+    } else if (run->parsed()) {
+      std::string source;
+      auto doc = load_document(run_o, &source);
+      auto cfg = fsa::io::parse_pipeline(doc, source);
+      fsa::train::validate_pipeline(cfg);
+      auto ws = fsa::train::make_workspace(cfg.phase_i);
+      const auto dir = run_o.out.empty() && run_o.config.empty()
+                           ? std::string("runs/quickstart")
+                           : (run_o.out.empty() ? out_dir(run_o, "") : run_o.out);
+      log_to_folder(dir);
+      const auto table = fsa::train::run_pipeline(cfg, ws, dir);
+      std::cout << "\n" << table << std::flush;
+    }
+  } catch (const fsa::io::ConfigError& e) {
+    spdlog::error("fsa: configuration error: {}", e.what());
+    return 2;
+  } catch (const fsa::data::DataError& e) {
+    spdlog::error("fsa: data error: {}", e.what());
+    return 3;
+  } catch (const fsa::train::CheckpointError& e) {
+    spdlog::error("fsa: checkpoint error: {}", e.what());
+    return 4;
+  } catch (const fsa::train::TrainingError& e) {
+    spdlog::error("fsa: training stopped: {}", e.what());
+    return 5;
+  } catch (const std::exception& e) {
+    spdlog::error("fsa: error: {}", e.what());
+    return 1;
+  }
+  return 0;
+}

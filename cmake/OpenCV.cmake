@@ -1,0 +1,18 @@
+# Debian ships the OpenCV CMake package only with the large libopencv-dev
+# metapackage; the three modules fsa uses are found directly otherwise.
+find_package(OpenCV QUIET COMPONENTS core imgproc imgcodecs)
+if(OpenCV_FOUND)
+  add_library(fsa_opencv INTERFACE)
+  target_include_directories(fsa_opencv INTERFACE ${OpenCV_INCLUDE_DIRS})
+  target_link_libraries(fsa_opencv INTERFACE ${OpenCV_LIBS})
+else()
+  find_path(FSA_OPENCV_INCLUDE opencv2/core.hpp PATH_SUFFIXES opencv4 REQUIRED)
+  set(_libs)
+  foreach(m core imgproc imgcodecs)
+    find_library(FSA_OPENCV_${m} opencv_${m} REQUIRED)
+    list(APPEND _libs ${FSA_OPENCV_${m}})
+  endforeach()
+  add_library(fsa_opencv INTERFACE)
+  target_include_directories(fsa_opencv INTERFACE ${FSA_OPENCV_INCLUDE})
+  target_link_libraries(fsa_opencv INTERFACE ${_libs})
+endif()

@@ -1,0 +1,51 @@
+// Top-1 accuracy overall, per class and per class group (head/tail,
+// many/medium/few-shot), from an accumulated confusion matrix.
+#pragma once
+
+#include <torch/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fsa::eval {
+
+/// Accumulates predictions; answers accuracies as fractions in [0, 1].
+class AccuracyMeter {
+ public:
+  explicit AccuracyMeter(int64_t num_classes);
+
+  /// logits float [N, C] (or predictions int64 [N]) against targets int64 [N].
+  /// Throws std::invalid_argument on a shape mismatch or a target outside [0, C).
+  void update(const torch::Tensor& logits_or_predictions, const torch::Tensor& targets);
+
+  int64_t count() const;
+  double top1() const;
+  /// Per class: correct / images of that class; NaN for a class with none.
+  std::vector<double> per_class() const;
+  /// Accuracy over the images whose true class is in `classes` (mask of C);
+  /// nullopt if no such image was seen.
+  std::optional<double> group(const std::vector<bool>& classes) const;
+  /// rows: true class, columns: predicted class; int64 [C, C].
+  const torch::Tensor& confusion() const { return confusion_; }
+
+ private:
+  int64_t num_classes_;
+  torch::Tensor confusion_;
+};
+
+/// The figures fsa reports for one model on one test set.
+struct Report {
+  double top1 = 0;
+  std::vector<double> per_class;
+  std::optional<double> head, tail, many, medium, few;
+  double loss = 0;  ///< mean cross-entropy over the test set
+  torch::Tensor confusion;
+};
+
+/// Builds the report from a meter, the training set's class counts (shot
+/// groups) and the head mask.
+Report make_report(const AccuracyMeter& meter, const std::vector<int64_t>& train_counts,
+                   const std::vector<bool>& head, double loss);
+
+}  // namespace fsa::eval

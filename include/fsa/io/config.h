@@ -1,0 +1,160 @@
+// Typed configuration: YAML files (the reference implementation's key layout)
+// parsed, validated and written back out in one place.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace YAML {
+class Node;
+}
+
+namespace fsa::io {
+
+/// Thrown for any configuration problem; the message names the file and the
+/// dotted key and says what was expected.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct DatasetConfig {
+  /// CIFAR-10-LT, CIFAR-100-LT, Fashion-MNIST-LT, MNIST-LT, ImageFolder-LT
+  /// (case, '-' and '_' are ignored: the reference's "Cifar10-LT" is accepted).
+  std::string name = "CIFAR-10-LT";
+  std::string root;
+  /// dataset.kwargs.im: n_max / n_min; 1 keeps the balanced set (METHOD.md).
+  double imbalance_factor = 100.0;
+  /// dataset.normalize.{mean,std}: per-channel, on [0,1] pixels. Empty means
+  /// the dataset's default (recorded in the resolved config).
+  std::vector<double> mean;
+  std::vector<double> std;
+  /// dataset.max_test_per_class: keep at most this many test images per class
+  /// (0 = all). For quick checks on a slice of a real test set.
+  int64_t max_test_per_class = 0;
+};
+
+struct ModelConfig {
+  std::string name = "resnet32";
+};
+
+struct OptimizerConfig {
+  std::string name = "SGD";  ///< SGD | Adam | AdamW
+  double lr = 0.1;
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+  double beta1 = 0.9, beta2 = 0.999;
+  double eps = 1e-8;
+};
+
+struct SchedulerConfig {
+  /// warmup (linear warm-up, then multi-step; METHOD.md Phase I) |
+  /// MultiStepLR | StepLR | constant.
+  std::string name = "warmup";
+  std::vector<int64_t> milestones;
+  double gamma = 0.1;
+  int64_t step_size = 30;
+  int64_t warmup_epochs = 5;
+  double warmup_factor = 1.0 / 3.0;  ///< first epoch's lr as a fraction of lr
+};
+
+struct TrainConfig {
+  int64_t num_epoch = 200;
+  int64_t batch_size = 128;
+  OptimizerConfig optimizer;
+  SchedulerConfig lr_scheduler;
+  std::optional<double> gradient_clip;  ///< max global L2 norm, none if unset
+};
+
+struct TestConfig {
+  int64_t batch_size = 256;
+};
+
+struct CheckpointConfig {
+  /// Weights to start from (Phase II and III: the Phase I checkpoint).
+  std::string load_checkpoint;
+  /// Resume training (weights, optimiser, epoch) from this checkpoint.
+  std::string resume;
+  /// Save `epoch_NNNN.pt` every N epochs; 0 saves only best and last.
+  int64_t save_checkpoint_interval = 0;
+};
+
+struct LogConfig {
+  int64_t log_interval = 50;  ///< batches between running-loss lines in log.txt
+  std::string progress = "auto";  ///< auto | bar | lines | quiet (console progress)
+};
+
+struct FinetuneConfig {
+  int64_t Na = 3;  ///< fused maps per tail image
+  int64_t Nf = 3;  ///< confusing classes per tail class
+  double ts = 0.8;  ///< class-specific threshold: M_t > ts
+  double tg = 0.2;  ///< class-generic threshold: M_c < tg
+  std::string confusing_from = "head";  ///< head | all
+  double head_ratio = 0.9;              ///< head: shortest prefix with >= this share
+  std::vector<int64_t> head_classes;    ///< explicit head list; overrides head_ratio
+  bool offline = false;                 ///< Phase III from stored features
+  /// Phase III analysis file (Phase II output); set by `fsa run`.
+  std::string analysis;
+};
+
+struct FeatureConfig {
+  std::string cam_layer = "layer3";  ///< feature.cam_layers (one layer)
+  bool store = false;                ///< Phase II writes the offline feature store
+};
+
+/// Everything one phase needs. Single-phase files map onto it directly; in a
+/// pipeline file the top-level keys are merged under each phase_* section.
+struct Config {
+  std::optional<uint64_t> random_seed = 0;
+  std::string device = "cpu";
+  int64_t threads = 0;  ///< 0: all hardware threads
+  DatasetConfig dataset;
+  ModelConfig model;
+  TrainConfig train;
+  TestConfig test;
+  CheckpointConfig checkpoint;
+  LogConfig log;
+  FinetuneConfig finetune;
+  FeatureConfig feature;
+  /// The file it came from, for messages.
+  std::string source;
+};
+
+struct PipelineConfig {
+  Config phase_i, phase_ii, phase_iii;
+};
+
+/// Applies `key=value` overrides (dotted keys; the value parsed as YAML) to a
+/// document. Throws ConfigError naming the override when it is malformed.
+void apply_overrides(YAML::Node& doc, const std::vector<std::string>& overrides);
+
+/// Loads a YAML file. Throws ConfigError if missing or not valid YAML (with line).
+YAML::Node load_yaml_file(const std::string& path);
+
+/// True if the document is a pipeline file (has phase_i/phase_ii/phase_iii).
+bool is_pipeline(const YAML::Node& doc);
+
+/// The merged document of one phase ("phase_i", ...): top-level keys with the
+/// phase's section merged over them. A single-phase document is returned as is.
+YAML::Node phase_document(const YAML::Node& doc, const std::string& phase);
+
+/// Parses and validates one phase's document. `source` names the file in
+/// messages. Throws ConfigError on an unknown key, wrong type or bad value.
+Config parse_config(const YAML::Node& doc, const std::string& source);
+
+/// Parses a pipeline document (every phase validated).
+PipelineConfig parse_pipeline(const YAML::Node& doc, const std::string& source);
+
+/// Writes a resolved config as YAML, in the same key layout it is read from.
+std::string to_yaml(const Config& cfg);
+
+/// Reads, overrides and parses the file for one phase. A pipeline file is
+/// resolved for `phase`; a single-phase file is taken whole.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides,
+                   const std::string& phase);
+
+}  // namespace fsa::io

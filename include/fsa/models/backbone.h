@@ -1,0 +1,77 @@
+// A ResNet seen as the method sees it (METHOD.md, Notation): a feature
+// sub-network f (stem and stages up to and including the CAM layer) and a
+// classifier head h (the remaining stages, global average pooling, linear).
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/linear.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace fsa::models {
+
+/// Base of every network fsa trains. Subclasses register a stem and stages
+/// named "layer1", "layer2", ... and the final linear layer.
+class Backbone : public torch::nn::Module {
+ public:
+  /// Logits float [N, C] of images float [N, 3, H, W].
+  torch::Tensor forward(const torch::Tensor& x);
+
+  /// Feature map A = f(x) at `cam_layer` ("layer3", ...): float [N, K, h, w].
+  /// Throws std::invalid_argument for an unknown layer name.
+  torch::Tensor features(const torch::Tensor& x, const std::string& cam_layer);
+
+  /// Logits of feature maps taken at `cam_layer`: h(A), float [N, C].
+  torch::Tensor head(const torch::Tensor& a, const std::string& cam_layer);
+
+  /// True when `cam_layer` is the last stage, so that h is pooling + linear
+  /// and the class activation map has the exact analytic form.
+  bool head_is_linear(const std::string& cam_layer) const;
+
+  /// Parameters of h for `cam_layer` (the linear layer and any later stages).
+  std::vector<torch::Tensor> head_parameters(const std::string& cam_layer);
+
+  /// Puts f in evaluation mode and h in training mode, with h's BatchNorm
+  /// layers (if any) kept in evaluation mode: Phase III trains only h, on
+  /// synthetic feature maps whose statistics must not move the running means.
+  void set_finetune_mode(const std::string& cam_layer);
+
+  /// The final linear layer: weight float [C, K], bias float [C].
+  torch::nn::Linear& classifier() { return fc_; }
+  const std::vector<std::string>& stage_names() const { return stage_names_; }
+  /// Channels K of the feature map at `cam_layer`.
+  int64_t channels_at(const std::string& cam_layer) const;
+  int64_t num_classes() const { return fc_->options.out_features(); }
+  const std::string& arch() const { return arch_; }
+
+ protected:
+  explicit Backbone(std::string arch) : arch_(std::move(arch)) {}
+  virtual torch::Tensor stem(const torch::Tensor& x) = 0;
+  void add_stage(const std::string& name, torch::nn::Sequential stage, int64_t channels);
+  void set_classifier(const std::string& name, torch::nn::Linear fc);
+
+ private:
+  size_t stage_index(const std::string& cam_layer) const;
+
+  std::string arch_;
+  std::vector<std::string> stage_names_;
+  std::vector<torch::nn::Sequential> stages_;
+  std::vector<int64_t> stage_channels_;
+  torch::nn::Linear fc_{nullptr};
+};
+
+/// Builds a network by name: resnet20/32/44/56/110 (CIFAR, option-A
+/// shortcuts). Throws std::invalid_argument naming the known models for an
+/// unknown name.
+std::shared_ptr<Backbone> make_model(const std::string& name, int64_t num_classes);
+
+/// The names make_model accepts.
+std::vector<std::string> model_names();
+
+/// Number of parameters (trainable tensors' elements).
+int64_t count_parameters(const torch::nn::Module& m);
+
+}  // namespace fsa::models

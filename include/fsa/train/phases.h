@@ -1,0 +1,118 @@
+// The three phases of the method (METHOD.md) and evaluation, each a function
+// of a typed config and an output folder, so that a test can call it in
+// process. Each writes into its folder: config.yaml (resolved), metrics.json
+// and its own files; the library never touches anything outside it.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <torch/types.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "fsa/data/long_tail.h"
+#include "fsa/eval/meter.h"
+#include "fsa/io/config.h"
+#include "fsa/models/backbone.h"
+
+namespace fsa::train {
+
+/// Thrown when training diverges (a NaN or infinite loss); names the phase,
+/// epoch and batch.
+class TrainingError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// What every phase needs and the pipeline shares: the device and the data.
+struct Workspace {
+  torch::Device device{torch::kCPU};
+  data::LongTailDataset data;
+  uint64_t seed = 0;
+};
+
+/// Sets threads (config or all hardware threads) and the global seed, checks
+/// the device, loads the dataset. Throws io::ConfigError / data::DataError.
+Workspace make_workspace(const io::Config& cfg);
+
+/// Parses "cpu", "cuda" or "cuda:N"; throws io::ConfigError if unknown or if
+/// CUDA is asked for and not available.
+torch::Device parse_device(const std::string& name);
+
+/// Result of a phase that trains or evaluates a classifier.
+struct PhaseResult {
+  eval::Report report;        ///< the final model on the test set
+  nlohmann::json metrics;     ///< the object written to metrics.json
+  std::string checkpoint;     ///< path of the final checkpoint ("" if none)
+  std::string best_checkpoint;
+};
+
+/// Phase I: trains the whole network on the long-tailed set (SGD/Adam, the
+/// configured schedule, cross-entropy), tests after every epoch, keeps
+/// checkpoints/{last,best,epoch_NNNN}.pt; resumes from checkpoint.resume.
+/// Throws TrainingError on a non-finite loss.
+PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string& out_dir);
+
+/// Phase II outputs, also saved as analysis.pt (+ features.pt if stored).
+struct Analysis {
+  torch::Tensor score_matrix;  ///< float [C, C]: S[c][j] = mean softmax_j over class c
+  torch::Tensor confusing;     ///< int64 [C, C−1]: per class t, candidates by S[c][t] desc, −1 padded
+  data::Fingerprint fingerprint;
+  std::string arch, cam_layer, confusing_from;
+};
+
+/// Phase II: score matrix, confusing classes (analysis.pt and
+/// confusing_classes.txt) and, if cfg.feature.store, the offline feature store
+/// (features.pt: feature maps and CAMs of every training image, no
+/// augmentation). `checkpoint` is the Phase I checkpoint.
+Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& checkpoint,
+                      const std::string& out_dir);
+
+/// Reads analysis.pt; throws CheckpointError naming the file if unreadable.
+Analysis load_analysis(const std::string& path);
+
+/// Reads analysis.pt and checks that it describes the workspace's training
+/// set; throws CheckpointError naming the file and what differs.
+Analysis load_matching_analysis(const std::string& path, const Workspace& ws);
+
+/// The confusing classes of tail class t: its first Nf candidates.
+std::vector<int64_t> confusing_classes(const Analysis& a, int64_t t, int64_t nf);
+
+/// Phase III: fine-tunes the classifier head on balanced batches with fused
+/// feature maps (online, or offline from features.pt beside the analysis).
+/// Refuses an analysis made from another training set, naming what differs.
+PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::string& checkpoint,
+                          const std::string& analysis_path, const std::string& out_dir);
+
+/// Evaluates a checkpoint on the test set; writes metrics.json in out_dir.
+PhaseResult run_test(const io::Config& cfg, Workspace& ws, const std::string& checkpoint,
+                     const std::string& out_dir);
+
+/// Checks what Phase III needs of its config before any work: a batch that
+/// holds at least one group of 2·(1+Na) maps. Throws io::ConfigError.
+void validate_phase_iii(const io::Config& cfg);
+
+/// Checks a pipeline before any work: the phases share dataset, seed, device
+/// and model; Phase III's config is valid. Throws io::ConfigError.
+void validate_pipeline(const io::PipelineConfig& cfg);
+
+/// All three phases on `ws` (made from cfg.phase_i), each in out_dir/phase_i,
+/// phase_ii, phase_iii; writes out_dir/metrics.json with phase_i and
+/// phase_iii objects and returns the side-by-side table that it also logs.
+std::string run_pipeline(const io::PipelineConfig& cfg, Workspace& ws, const std::string& out_dir);
+
+/// Top-1 over a test set, batched, in evaluation mode.
+/// images uint8 [N, C, H, W]; returns the meter-derived report.
+eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
+                      const data::LongTailDataset& train, torch::Device device,
+                      int64_t batch_size);
+
+/// JSON object of a report: top1, per_class, head, tail, many, medium, few
+/// (null where a group is empty), loss, class_counts.
+nlohmann::json report_json(const eval::Report& r, const std::vector<int64_t>& class_counts);
+
+/// A table of Phase I beside Phase III: overall, head/tail, shot groups, per class.
+std::string format_comparison(const eval::Report& before, const eval::Report& after,
+                              const data::LongTailDataset& data);
+
+}  // namespace fsa::train

@@ -1,0 +1,308 @@
+#include "fsa/data/long_tail.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+
+namespace fs = std::filesystem;
+
+namespace fsa::data {
+
+std::vector<int64_t> long_tail_counts(int64_t n_max, int64_t num_classes,
+                                      double imbalance_factor) {
+  if (imbalance_factor < 1) {
+    throw std::invalid_argument(fmt::format("imbalance factor must be >= 1, got {}",
+                                            imbalance_factor));
+  }
+  if (num_classes < 1 || n_max < 1) {
+    throw std::invalid_argument("long_tail_counts needs at least one class and one image");
+  }
+  std::vector<int64_t> counts(num_classes);
+  for (int64_t i = 0; i < num_classes; ++i) {
+    const double exponent = num_classes == 1 ? 0.0 : double(i) / double(num_classes - 1);
+    // Computed as in the literature's numpy code: n_max * (1/IF)**(i/(C-1)).
+    counts[i] = static_cast<int64_t>(std::floor(n_max * std::pow(1.0 / imbalance_factor,
+                                                                  exponent)));
+  }
+  return counts;
+}
+
+std::vector<int64_t> class_counts(const std::vector<int64_t>& labels, int64_t num_classes) {
+  std::vector<int64_t> counts(num_classes, 0);
+  for (auto l : labels) ++counts.at(l);
+  return counts;
+}
+
+std::vector<int64_t> subsample_long_tail(const std::vector<int64_t>& labels,
+                                         int64_t num_classes, double imbalance_factor,
+                                         uint64_t seed) {
+  std::vector<std::vector<int64_t>> per_class(num_classes);
+  for (size_t i = 0; i < labels.size(); ++i) per_class.at(labels[i]).push_back(int64_t(i));
+  int64_t n_max = 0;
+  for (const auto& v : per_class) n_max = std::max<int64_t>(n_max, v.size());
+  const auto target = long_tail_counts(std::max<int64_t>(n_max, 1), num_classes,
+                                       imbalance_factor);
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> kept;
+  for (int64_t c = 0; c < num_classes; ++c) {
+    auto& v = per_class[c];
+    std::shuffle(v.begin(), v.end(), rng);
+    const auto n = std::min<int64_t>(target[c], v.size());
+    kept.insert(kept.end(), v.begin(), v.begin() + n);
+  }
+  std::sort(kept.begin(), kept.end());
+  return kept;
+}
+
+std::vector<bool> head_classes(const std::vector<int64_t>& counts, double head_ratio,
+                               const std::vector<int64_t>& explicit_head) {
+  const auto num_classes = static_cast<int64_t>(counts.size());
+  std::vector<bool> head(num_classes, false);
+  if (!explicit_head.empty()) {
+    for (auto c : explicit_head) {
+      if (c < 0 || c >= num_classes) {
+        throw std::invalid_argument(fmt::format(
+            "finetune.head_classes: class {} is outside [0, {})", c, num_classes));
+      }
+      head[c] = true;
+    }
+    return head;
+  }
+  std::vector<int64_t> order(num_classes);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return counts[a] > counts[b]; });
+  const double total = std::accumulate(counts.begin(), counts.end(), 0.0);
+  double running = 0;
+  for (auto c : order) {
+    if (running >= head_ratio * total) break;
+    head[c] = true;
+    running += counts[c];
+  }
+  return head;
+}
+
+ShotGroup shot_group(int64_t n) {
+  if (n > 100) return ShotGroup::kMany;
+  if (n >= 20) return ShotGroup::kMedium;
+  return ShotGroup::kFew;
+}
+
+std::string hash_samples(const std::vector<int64_t>& source_indices,
+                         const std::vector<int64_t>& labels) {
+  uint64_t h = 1469598103934665603ULL;
+  auto mix = [&](int64_t v) {
+    for (int b = 0; b < 8; ++b) {
+      h ^= static_cast<uint64_t>(v >> (8 * b)) & 0xffU;
+      h *= 1099511628211ULL;
+    }
+  };
+  for (size_t i = 0; i < source_indices.size(); ++i) {
+    mix(source_indices[i]);
+    mix(labels[i]);
+  }
+  return fmt::format("{:016x}", h);
+}
+
+std::string Fingerprint::differences(const Fingerprint& o) const {
+  std::vector<std::string> d;
+  if (dataset != o.dataset) d.push_back(fmt::format("dataset '{}' vs '{}'", dataset, o.dataset));
+  if (imbalance_factor != o.imbalance_factor) {
+    d.push_back(fmt::format("imbalance factor {} vs {}", imbalance_factor, o.imbalance_factor));
+  }
+  if (seed != o.seed) d.push_back(fmt::format("random seed {} vs {}", seed, o.seed));
+  if (num_samples != o.num_samples) {
+    d.push_back(fmt::format("{} vs {} training images", num_samples, o.num_samples));
+  }
+  if (d.empty() && sample_hash != o.sample_hash) {
+    d.push_back(fmt::format("sample list hash {} vs {}", sample_hash, o.sample_hash));
+  }
+  return fmt::format("{}", fmt::join(d, "; "));
+}
+
+namespace {
+
+std::string canonical_name(std::string name) {
+  std::string out;
+  for (char ch : name) {
+    if (ch != '-' && ch != '_' && ch != ' ') out += static_cast<char>(std::tolower(ch));
+  }
+  return out;
+}
+
+std::vector<int64_t> to_vector(const torch::Tensor& t) {
+  auto c = t.contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+torch::Tensor to_tensor(const std::vector<int64_t>& v) {
+  return torch::tensor(v, torch::kInt64);
+}
+
+/// Keeps at most `per_class` images of each class, the first ones in order.
+ImageSet limit_per_class(const ImageSet& set, int64_t per_class) {
+  if (per_class <= 0) return set;
+  std::vector<int64_t> seen(set.num_classes(), 0), keep;
+  const auto labels = to_vector(set.labels);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (seen[labels[i]]++ < per_class) keep.push_back(int64_t(i));
+  }
+  return set.select(to_tensor(keep));
+}
+
+void require_root(const io::DatasetConfig& d) {
+  if (d.root.empty()) {
+    throw io::ConfigError(fmt::format("dataset.root is empty: set it to the folder holding the "
+                                      "{} files", d.name));
+  }
+  if (!fs::exists(d.root)) {
+    throw DataError(fmt::format("dataset.root '{}' does not exist", d.root));
+  }
+}
+
+}  // namespace
+
+LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
+                                       const io::FinetuneConfig& split, uint64_t seed,
+                                       int threads) {
+  const auto name = canonical_name(d.name);
+  require_root(d);
+  LongTailDataset out;
+  ImageSet full_train;
+  std::vector<int64_t> kept;
+  std::vector<double> mean, std;
+
+  auto from_folder = [&](const std::string& root) {
+    std::vector<std::string> classes, test_classes;
+    const auto train_files = list_image_folder(root + "/train", &classes);
+    std::vector<int64_t> labels;
+    for (const auto& s : train_files) labels.push_back(s.label);
+    kept = subsample_long_tail(labels, classes.size(), d.imbalance_factor, seed);
+    std::vector<FileSample> chosen;
+    for (auto i : kept) chosen.push_back(train_files[i]);
+    out.train = decode_images(chosen, classes, threads);
+    auto test_files = list_image_folder(root + "/test", &test_classes);
+    if (test_classes != classes) {
+      throw DataError(fmt::format("image folder '{}': test/ and train/ have different class "
+                                  "folders", root));
+    }
+    if (d.max_test_per_class > 0) {
+      std::vector<int64_t> seen(classes.size(), 0);
+      std::vector<FileSample> limited;
+      for (auto& s : test_files) {
+        if (seen[s.label]++ < d.max_test_per_class) limited.push_back(s);
+      }
+      test_files = std::move(limited);
+    }
+    out.test = decode_images(test_files, classes, threads);
+    out.format = "image-folder";
+  };
+
+  if (name == "cifar10lt" || name == "cifar100lt") {
+    const int variant = name == "cifar10lt" ? 10 : 100;
+    if (variant == 10) {
+      mean = {0.4914, 0.4822, 0.4465};
+      std = {0.2023, 0.1994, 0.2010};
+    } else {
+      mean = {0.5071, 0.4867, 0.4408};
+      std = {0.2675, 0.2565, 0.2761};
+    }
+    if (has_cifar_binary(d.root, variant)) {
+      full_train = variant == 10 ? read_cifar10(d.root, true) : read_cifar100(d.root, true);
+      out.test = variant == 10 ? read_cifar10(d.root, false) : read_cifar100(d.root, false);
+      out.format = "cifar-binary";
+    } else if (fs::is_directory(fs::path(d.root) / "train")) {
+      from_folder(d.root);
+    } else {
+      throw DataError(fmt::format(
+          "dataset.root '{}' holds neither CIFAR-{} binary files ({}) nor an image folder "
+          "(train/<class>/*.jpg)", d.root, variant,
+          variant == 10 ? "cifar-10-batches-bin/data_batch_1.bin" : "cifar-100-binary/train.bin"));
+    }
+    if (out.format == "image-folder" && static_cast<int>(out.train.num_classes()) != variant) {
+      throw DataError(fmt::format("dataset.root '{}': {} class folders, CIFAR-{} has {}",
+                                  d.root, out.train.num_classes(), variant, variant));
+    }
+  } else if (name == "fashionmnistlt" || name == "mnistlt") {
+    auto find = [&](const std::string& stem) {
+      for (const auto& suffix : {".gz", ""}) {
+        const auto p = fs::path(d.root) / (stem + suffix);
+        if (fs::exists(p)) return p.string();
+      }
+      throw DataError(fmt::format("dataset.root '{}' has no IDX file '{}' (or '{}.gz')", d.root,
+                                  stem, stem));
+    };
+    full_train = read_idx(find("train-images-idx3-ubyte"), find("train-labels-idx1-ubyte"), 10);
+    out.test = read_idx(find("t10k-images-idx3-ubyte"), find("t10k-labels-idx1-ubyte"), 10);
+    if (name == "fashionmnistlt") {
+      const std::vector<std::string> names{"T-shirt/top", "Trouser", "Pullover", "Dress",
+                                           "Coat",        "Sandal",  "Shirt",    "Sneaker",
+                                           "Bag",         "Ankle boot"};
+      full_train.class_names = out.test.class_names = names;
+      mean = {0.2860};
+      std = {0.3530};
+    } else {
+      mean = {0.1307};
+      std = {0.3081};
+    }
+    out.format = "idx";
+  } else if (name == "imagefolderlt") {
+    from_folder(d.root);
+    mean = {0.485, 0.456, 0.406};
+    std = {0.229, 0.224, 0.225};
+  } else {
+    throw io::ConfigError(fmt::format(
+        "dataset.name '{}' is not known: expected CIFAR-10-LT, CIFAR-100-LT, "
+        "Fashion-MNIST-LT, MNIST-LT or ImageFolder-LT", d.name));
+  }
+
+  if (full_train.labels.defined()) {
+    const auto labels = to_vector(full_train.labels);
+    kept = subsample_long_tail(labels, full_train.num_classes(), d.imbalance_factor, seed);
+    out.train = full_train.select(to_tensor(kept));
+    if (d.max_test_per_class > 0) out.test = limit_per_class(out.test, d.max_test_per_class);
+  }
+  out.source_indices = kept;
+  const auto train_labels = to_vector(out.train.labels);
+  out.class_counts = class_counts(train_labels, out.num_classes());
+  for (int64_t c = 0; c < out.num_classes(); ++c) {
+    if (out.class_counts[c] == 0) {
+      throw DataError(fmt::format("dataset '{}': class {} ('{}') has no training images after "
+                                  "subsampling at imbalance factor {}", d.root, c,
+                                  out.train.class_names[c], d.imbalance_factor));
+    }
+  }
+  try {
+    out.head = head_classes(out.class_counts, split.head_ratio, split.head_classes);
+  } catch (const std::invalid_argument& e) {
+    throw io::ConfigError(e.what());
+  }
+  // 28×28 digits and garments are zero-padded to the 32×32 the CIFAR ResNets take.
+  if (out.train.images.size(2) == 28 && out.train.images.size(3) == 28) {
+    out.train.images = torch::constant_pad_nd(out.train.images, {2, 2, 2, 2}, 0);
+    out.test.images = torch::constant_pad_nd(out.test.images, {2, 2, 2, 2}, 0);
+  }
+  const auto channels = out.train.images.size(1);
+  if (!d.mean.empty()) {
+    mean = d.mean;
+    std = d.std;
+  }
+  if (static_cast<int64_t>(mean.size()) != channels && static_cast<int64_t>(mean.size()) != 3) {
+    throw io::ConfigError(fmt::format("dataset.normalize: {} values given, the images have {} "
+                                      "channels", mean.size(), channels));
+  }
+  out.mean = mean;
+  out.std = std;
+  out.fingerprint = Fingerprint{d.name, d.imbalance_factor, seed,
+                                static_cast<int64_t>(kept.size()),
+                                hash_samples(kept, train_labels)};
+  return out;
+}
+
+}  // namespace fsa::data

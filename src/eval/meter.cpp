@@ -1,0 +1,89 @@
+#include "fsa/eval/meter.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "fsa/data/long_tail.h"
+
+namespace fsa::eval {
+
+AccuracyMeter::AccuracyMeter(int64_t num_classes)
+    : num_classes_(num_classes), confusion_(torch::zeros({num_classes, num_classes}, torch::kInt64)) {}
+
+void AccuracyMeter::update(const torch::Tensor& logits_or_predictions,
+                           const torch::Tensor& targets) {
+  auto pred = logits_or_predictions.dim() == 2 ? logits_or_predictions.argmax(1)
+                                               : logits_or_predictions;
+  pred = pred.to(torch::kCPU, torch::kInt64);
+  auto t = targets.to(torch::kCPU, torch::kInt64);
+  if (pred.numel() != t.numel()) {
+    throw std::invalid_argument(fmt::format("AccuracyMeter: {} predictions for {} targets",
+                                            pred.numel(), t.numel()));
+  }
+  if (t.numel() == 0) return;
+  if (t.min().item<int64_t>() < 0 || t.max().item<int64_t>() >= num_classes_ ||
+      pred.min().item<int64_t>() < 0 || pred.max().item<int64_t>() >= num_classes_) {
+    throw std::invalid_argument(fmt::format("AccuracyMeter: a class outside [0, {})",
+                                            num_classes_));
+  }
+  confusion_.view(-1).index_add_(0, t * num_classes_ + pred, torch::ones_like(t));
+}
+
+int64_t AccuracyMeter::count() const { return confusion_.sum().item<int64_t>(); }
+
+double AccuracyMeter::top1() const {
+  const auto n = count();
+  return n == 0 ? 0.0 : double(confusion_.diagonal().sum().item<int64_t>()) / double(n);
+}
+
+std::vector<double> AccuracyMeter::per_class() const {
+  std::vector<double> out(num_classes_);
+  auto c = confusion_.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < num_classes_; ++i) {
+    int64_t row = 0;
+    for (int64_t j = 0; j < num_classes_; ++j) row += c[i][j];
+    out[i] = row == 0 ? std::numeric_limits<double>::quiet_NaN() : double(c[i][i]) / double(row);
+  }
+  return out;
+}
+
+std::optional<double> AccuracyMeter::group(const std::vector<bool>& classes) const {
+  auto c = confusion_.accessor<int64_t, 2>();
+  int64_t correct = 0, total = 0;
+  for (int64_t i = 0; i < num_classes_; ++i) {
+    if (!classes.at(i)) continue;
+    correct += c[i][i];
+    for (int64_t j = 0; j < num_classes_; ++j) total += c[i][j];
+  }
+  if (total == 0) return std::nullopt;
+  return double(correct) / double(total);
+}
+
+Report make_report(const AccuracyMeter& meter, const std::vector<int64_t>& train_counts,
+                   const std::vector<bool>& head, double loss) {
+  Report r;
+  r.top1 = meter.top1();
+  r.per_class = meter.per_class();
+  const auto c = train_counts.size();
+  std::vector<bool> tail(c), many(c), medium(c), few(c);
+  for (size_t i = 0; i < c; ++i) {
+    tail[i] = !head[i];
+    const auto g = data::shot_group(train_counts[i]);
+    many[i] = g == data::ShotGroup::kMany;
+    medium[i] = g == data::ShotGroup::kMedium;
+    few[i] = g == data::ShotGroup::kFew;
+  }
+  r.head = meter.group(head);
+  r.tail = meter.group(tail);
+  r.many = meter.group(many);
+  r.medium = meter.group(medium);
+  r.few = meter.group(few);
+  r.loss = loss;
+  r.confusion = meter.confusion().clone();
+  return r;
+}
+
+}  // namespace fsa::eval

@@ -1,0 +1,536 @@
+#include "fsa/io/config.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+namespace fsa::io {
+namespace {
+
+std::string join_key(const std::string& prefix, const std::string& key) {
+  return prefix.empty() ? key : prefix + "." + key;
+}
+
+/// Reads one YAML map strictly: every key must be read or declared, and every
+/// value must parse as the requested type.
+class MapReader {
+ public:
+  MapReader(YAML::Node node, std::string prefix, std::string source)
+      : node_(std::move(node)), prefix_(std::move(prefix)), source_(std::move(source)) {
+    if (node_ && !node_.IsNull() && !node_.IsMap()) {
+      fail(prefix_.empty() ? "<document>" : prefix_, "a mapping of keys to values");
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& key, const std::string& expected) const {
+    throw ConfigError(fmt::format("config {}: key '{}': expected {}", source_, key, expected));
+  }
+
+  bool has(const std::string& key) {
+    seen_.insert(key);
+    return node_ && node_.IsMap() && node_[key] && !node_[key].IsNull();
+  }
+
+  template <typename T>
+  T get(const std::string& key, T fallback, const char* expected) {
+    if (!has(key)) return fallback;
+    const YAML::Node v = node_[key];
+    try {
+      if (!v.IsScalar()) fail(join_key(prefix_, key), expected);
+      return v.as<T>();
+    } catch (const YAML::Exception&) {
+      fail(join_key(prefix_, key), fmt::format("{}, got '{}'", expected, v.Scalar()));
+    }
+  }
+
+  int64_t get_int(const std::string& key, int64_t fallback, int64_t min_value) {
+    const auto v = get<int64_t>(key, fallback, "an integer");
+    if (v < min_value) {
+      fail(join_key(prefix_, key), fmt::format("an integer >= {}, got {}", min_value, v));
+    }
+    return v;
+  }
+
+  double get_double(const std::string& key, double fallback) {
+    const auto v = get<double>(key, fallback, "a number");
+    if (!std::isfinite(v)) fail(join_key(prefix_, key), "a finite number");
+    return v;
+  }
+
+  bool get_bool(const std::string& key, bool fallback) {
+    return get<bool>(key, fallback, "true or false");
+  }
+
+  std::string get_string(const std::string& key, const std::string& fallback) {
+    return get<std::string>(key, fallback, "a string");
+  }
+
+  template <typename T>
+  std::vector<T> get_list(const std::string& key, const char* expected) {
+    if (!has(key)) return {};
+    const YAML::Node v = node_[key];
+    if (!v.IsSequence()) fail(join_key(prefix_, key), expected);
+    std::vector<T> out;
+    for (const auto& item : v) {
+      try {
+        out.push_back(item.as<T>());
+      } catch (const YAML::Exception&) {
+        fail(join_key(prefix_, key), expected);
+      }
+    }
+    return out;
+  }
+
+  MapReader child(const std::string& key) {
+    seen_.insert(key);
+    YAML::Node sub = node_ && node_.IsMap() ? node_[key] : YAML::Node();
+    return MapReader(sub, join_key(prefix_, key), source_);
+  }
+
+  void ignore(const std::string& key) { seen_.insert(key); }
+
+  /// Throws on the first key that was never read.
+  void finish() const {
+    if (!node_ || !node_.IsMap()) return;
+    for (const auto& kv : node_) {
+      const auto key = kv.first.as<std::string>();
+      if (!seen_.count(key)) {
+        throw ConfigError(fmt::format("config {}: unknown key '{}'", source_,
+                                      join_key(prefix_, key)));
+      }
+    }
+  }
+
+  const std::string& prefix() const { return prefix_; }
+
+ private:
+  YAML::Node node_;
+  std::string prefix_;
+  std::string source_;
+  std::set<std::string> seen_;
+};
+
+void parse_optimizer(MapReader r, OptimizerConfig& o) {
+  o.name = r.get_string("name", o.name);
+  if (o.name != "SGD" && o.name != "Adam" && o.name != "AdamW") {
+    r.fail(join_key(r.prefix(), "name"), fmt::format("SGD, Adam or AdamW, got '{}'", o.name));
+  }
+  auto k = r.child("kwargs");
+  o.lr = k.get_double("lr", o.lr);
+  if (o.lr <= 0) k.fail(join_key(k.prefix(), "lr"), "a positive learning rate");
+  o.weight_decay = k.get_double("weight_decay", o.weight_decay);
+  if (o.weight_decay < 0) k.fail(join_key(k.prefix(), "weight_decay"), "a number >= 0");
+  if (o.name == "SGD") {
+    o.momentum = k.get_double("momentum", o.momentum);
+    if (o.momentum < 0) k.fail(join_key(k.prefix(), "momentum"), "a number >= 0");
+    o.nesterov = k.get_bool("nesterov", o.nesterov);
+  } else {
+    o.eps = k.get_double("eps", o.eps);
+    const auto betas = k.get_list<double>("betas", "a list of two numbers");
+    if (!betas.empty()) {
+      if (betas.size() != 2) k.fail(join_key(k.prefix(), "betas"), "a list of two numbers");
+      o.beta1 = betas[0];
+      o.beta2 = betas[1];
+    }
+  }
+  k.finish();
+  r.finish();
+}
+
+void parse_scheduler(MapReader r, SchedulerConfig& s) {
+  s.name = r.get_string("name", s.name);
+  static const std::set<std::string> known{"warmup", "MultiStepLR", "StepLR", "constant"};
+  if (!known.count(s.name)) {
+    r.fail(join_key(r.prefix(), "name"),
+           fmt::format("warmup, MultiStepLR, StepLR or constant, got '{}'", s.name));
+  }
+  auto k = r.child("kwargs");
+  s.gamma = k.get_double("gamma", s.gamma);
+  if (s.gamma <= 0) k.fail(join_key(k.prefix(), "gamma"), "a positive factor");
+  if (s.name == "warmup" || s.name == "MultiStepLR") {
+    auto m = k.get_list<int64_t>("milestones", "a list of epochs");
+    if (!m.empty()) s.milestones = m;
+    for (size_t i = 0; i < s.milestones.size(); ++i) {
+      if (s.milestones[i] < 0 || (i > 0 && s.milestones[i] <= s.milestones[i - 1])) {
+        k.fail(join_key(k.prefix(), "milestones"), "increasing epochs >= 0");
+      }
+    }
+  }
+  if (s.name == "StepLR") s.step_size = k.get_int("step_size", s.step_size, 1);
+  if (s.name == "warmup") {
+    s.warmup_epochs = k.get_int("warmup_epochs", s.warmup_epochs, 0);
+    s.warmup_factor = k.get_double("warmup_factor", s.warmup_factor);
+    if (s.warmup_factor <= 0 || s.warmup_factor > 1) {
+      k.fail(join_key(k.prefix(), "warmup_factor"), "a number in (0, 1]");
+    }
+  }
+  k.finish();
+  r.finish();
+}
+
+void check_loss(MapReader& r) {
+  const auto loss = r.get_string("loss", "SoftmaxCrossEntropy");
+  if (loss != "SoftmaxCrossEntropy") {
+    r.fail(join_key(r.prefix(), "loss"), fmt::format("SoftmaxCrossEntropy, got '{}'", loss));
+  }
+}
+
+YAML::Node merge(const YAML::Node& base, const YAML::Node& over) {
+  if (!base || !base.IsMap() || !over.IsMap()) return YAML::Clone(over);
+  YAML::Node out = YAML::Clone(base);
+  for (const auto& kv : over) {
+    const auto key = kv.first.as<std::string>();
+    out[key] = out[key] ? merge(out[key], kv.second) : YAML::Clone(kv.second);
+  }
+  return out;
+}
+
+const std::vector<std::string> kPhases{"phase_i", "phase_ii", "phase_iii"};
+
+}  // namespace
+
+YAML::Node load_yaml_file(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    throw ConfigError(fmt::format("config file '{}' does not exist", path));
+  }
+  try {
+    YAML::Node doc = YAML::LoadFile(path);
+    if (doc.IsNull()) return YAML::Node(YAML::NodeType::Map);
+    if (!doc.IsMap()) throw ConfigError(fmt::format("config {}: expected a mapping of keys", path));
+    return doc;
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(fmt::format("config {}: not valid YAML at line {}, column {}: {}", path,
+                                  e.mark.line + 1, e.mark.column + 1, e.msg));
+  }
+}
+
+void apply_overrides(YAML::Node& doc, const std::vector<std::string>& overrides) {
+  for (const auto& o : overrides) {
+    const auto eq = o.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw ConfigError(fmt::format("override '{}': expected key=value with a dotted key", o));
+    }
+    const std::string key = o.substr(0, eq);
+    YAML::Node value;
+    try {
+      value = YAML::Load(o.substr(eq + 1));
+    } catch (const YAML::Exception& e) {
+      throw ConfigError(fmt::format("override '{}': value is not valid YAML: {}", o, e.msg));
+    }
+    std::vector<std::string> parts;
+    size_t start = 0;
+    while (true) {
+      const auto dot = key.find('.', start);
+      parts.push_back(key.substr(start, dot - start));
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    // Walk with explicit node copies: yaml-cpp's operator= on a Node
+    // reference would rebind, not descend.
+    std::vector<YAML::Node> path{doc};
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      if (parts[i].empty()) throw ConfigError(fmt::format("override '{}': empty key part", o));
+      YAML::Node next = path.back()[parts[i]];
+      if (!next.IsDefined() || next.IsNull()) {
+        path.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
+        next = path.back()[parts[i]];
+      } else if (!next.IsMap()) {
+        throw ConfigError(fmt::format("override '{}': '{}' is not a mapping", o, parts[i]));
+      }
+      path.push_back(next);
+    }
+    path.back()[parts.back()] = value;
+  }
+}
+
+bool is_pipeline(const YAML::Node& doc) {
+  for (const auto& p : kPhases) {
+    if (doc[p]) return true;
+  }
+  return false;
+}
+
+YAML::Node phase_document(const YAML::Node& doc, const std::string& phase) {
+  if (!is_pipeline(doc)) return YAML::Clone(doc);
+  YAML::Node shared(YAML::NodeType::Map);
+  for (const auto& kv : doc) {
+    const auto key = kv.first.as<std::string>();
+    if (std::find(kPhases.begin(), kPhases.end(), key) == kPhases.end()) {
+      shared[key] = YAML::Clone(kv.second);
+    }
+  }
+  const YAML::Node section = doc[phase];
+  if (!section || section.IsNull()) return shared;
+  if (!section.IsMap()) throw ConfigError(fmt::format("key '{}': expected a mapping", phase));
+  return merge(shared, section);
+}
+
+Config parse_config(const YAML::Node& doc, const std::string& source) {
+  Config c;
+  c.source = source;
+  MapReader r(doc, "", source);
+  if (r.has("random_seed")) {
+    c.random_seed = r.get<uint64_t>("random_seed", 0, "a non-negative integer or null");
+  } else if (doc["random_seed"] && doc["random_seed"].IsNull()) {
+    c.random_seed.reset();
+  }
+  c.device = r.get_string("device", c.device);
+  c.threads = r.get_int("threads", c.threads, 0);
+  r.ignore("phase");  // the reference's train/test switch: subcommands decide here
+  r.ignore("tensorboard");
+
+  {
+    auto d = r.child("dataset");
+    c.dataset.name = d.get_string("name", c.dataset.name);
+    c.dataset.root = d.get_string("root", c.dataset.root);
+    auto k = d.child("kwargs");
+    c.dataset.imbalance_factor = k.get_double("im", c.dataset.imbalance_factor);
+    if (c.dataset.imbalance_factor < 1) {
+      k.fail("dataset.kwargs.im", fmt::format("an imbalance factor >= 1, got {}",
+                                              c.dataset.imbalance_factor));
+    }
+    k.finish();
+    auto n = d.child("normalize");
+    c.dataset.mean = n.get_list<double>("mean", "a list of per-channel means");
+    c.dataset.std = n.get_list<double>("std", "a list of per-channel standard deviations");
+    for (double s : c.dataset.std) {
+      if (s <= 0) n.fail("dataset.normalize.std", "positive standard deviations");
+    }
+    if (c.dataset.mean.size() != c.dataset.std.size()) {
+      n.fail("dataset.normalize", "mean and std of the same length");
+    }
+    n.finish();
+    c.dataset.max_test_per_class = d.get_int("max_test_per_class", 0, 0);
+    d.finish();
+  }
+  {
+    auto m = r.child("model");
+    c.model.name = m.get_string("name", c.model.name);
+    auto k = m.child("kwargs");
+    if (k.get_bool("pretrained", false)) {
+      k.fail("model.kwargs.pretrained", "false (fsa downloads nothing; start from a checkpoint)");
+    }
+    k.finish();
+    m.finish();
+  }
+  {
+    auto t = r.child("train");
+    c.train.num_epoch = t.get_int("num_epoch", c.train.num_epoch, 1);
+    c.train.batch_size = t.get_int("batch_size", c.train.batch_size, 1);
+    check_loss(t);
+    if (t.has("gradient_clip")) {
+      c.train.gradient_clip = t.get_double("gradient_clip", 0);
+      if (*c.train.gradient_clip <= 0) t.fail("train.gradient_clip", "a positive norm or null");
+    }
+    parse_optimizer(t.child("optimizer"), c.train.optimizer);
+    parse_scheduler(t.child("lr_scheduler"), c.train.lr_scheduler);
+    t.finish();
+  }
+  {
+    auto t = r.child("test");
+    c.test.batch_size = t.get_int("batch_size", c.test.batch_size, 1);
+    check_loss(t);
+    t.finish();
+  }
+  {
+    auto k = r.child("checkpoint");
+    k.ignore("path");  // the reference's checkpoint root: --out decides here
+    c.checkpoint.load_checkpoint = k.get_string("load_checkpoint", "");
+    c.checkpoint.resume = k.get_string("resume", "");
+    c.checkpoint.save_checkpoint_interval = k.get_int("save_checkpoint_interval", 0, 0);
+    k.finish();
+  }
+  {
+    auto l = r.child("log");
+    l.ignore("path");
+    c.log.log_interval = l.get_int("log_interval", c.log.log_interval, 1);
+    c.log.progress = l.get_string("progress", c.log.progress);
+    if (c.log.progress != "auto" && c.log.progress != "bar" && c.log.progress != "lines" &&
+        c.log.progress != "quiet") {
+      l.fail("log.progress", fmt::format("auto, bar, lines or quiet, got '{}'", c.log.progress));
+    }
+    l.finish();
+  }
+  {
+    auto f = r.child("finetune");
+    auto& ft = c.finetune;
+    ft.Na = f.get_int("Na", ft.Na, 1);
+    ft.Nf = f.get_int("Nf", ft.Nf, 1);
+    ft.ts = f.get_double("ts", ft.ts);
+    ft.tg = f.get_double("tg", ft.tg);
+    if (ft.ts < 0 || ft.ts > 1) f.fail("finetune.ts", fmt::format("a threshold in [0, 1], got {}", ft.ts));
+    if (ft.tg < 0 || ft.tg > 1) f.fail("finetune.tg", fmt::format("a threshold in [0, 1], got {}", ft.tg));
+    if (ft.ts < ft.tg) {
+      f.fail("finetune.ts", fmt::format("ts >= tg (class-specific above class-generic), got ts={} "
+                                        "tg={}", ft.ts, ft.tg));
+    }
+    ft.confusing_from = f.get_string("confusing_from", ft.confusing_from);
+    if (ft.confusing_from != "head" && ft.confusing_from != "all") {
+      f.fail("finetune.confusing_from", fmt::format("head or all, got '{}'", ft.confusing_from));
+    }
+    ft.head_ratio = f.get_double("head_ratio", ft.head_ratio);
+    if (ft.head_ratio <= 0 || ft.head_ratio > 1) {
+      f.fail("finetune.head_ratio", fmt::format("a fraction in (0, 1], got {}", ft.head_ratio));
+    }
+    ft.head_classes = f.get_list<int64_t>("head_classes", "a list of class indices");
+    ft.offline = f.get_bool("offline", ft.offline);
+    ft.analysis = f.get_string("analysis", ft.analysis);
+    const int64_t group = 2 * (1 + ft.Na);
+    if (f.has("Nt")) {
+      const auto nt = f.get_int("Nt", 1, 1);
+      if (nt * group != c.train.batch_size) {
+        f.fail("finetune.Nt", fmt::format("train.batch_size / (2*(1+Na)) = {} / {}, got {}",
+                                          c.train.batch_size, group, nt));
+      }
+    }
+    f.finish();
+  }
+  {
+    auto f = r.child("feature");
+    f.ignore("path");
+    if (f.has("cam_layers")) {
+      // The reference takes a comma-separated string; a one-element list works too.
+      std::vector<std::string> layers;
+      const YAML::Node v = doc["feature"]["cam_layers"];
+      if (v.IsSequence()) {
+        layers = f.get_list<std::string>("cam_layers", "a layer name or a list of one");
+      } else {
+        std::string s = f.get_string("cam_layers", "");
+        size_t start = 0;
+        while (start <= s.size()) {
+          auto comma = s.find(',', start);
+          auto part = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+          part.erase(0, part.find_first_not_of(" \t"));
+          part.erase(part.find_last_not_of(" \t") + 1);
+          if (!part.empty()) layers.push_back(part);
+          if (comma == std::string::npos) break;
+          start = comma + 1;
+        }
+      }
+      if (layers.size() != 1) {
+        f.fail("feature.cam_layers", "exactly one layer (e.g. layer3)");
+      }
+      c.feature.cam_layer = layers[0];
+    }
+    c.feature.store = f.get_bool("store", c.feature.store);
+    f.finish();
+  }
+  r.finish();
+  return c;
+}
+
+PipelineConfig parse_pipeline(const YAML::Node& doc, const std::string& source) {
+  PipelineConfig p;
+  p.phase_i = parse_config(phase_document(doc, "phase_i"), source);
+  p.phase_ii = parse_config(phase_document(doc, "phase_ii"), source);
+  p.phase_iii = parse_config(phase_document(doc, "phase_iii"), source);
+  return p;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides,
+                   const std::string& phase) {
+  YAML::Node doc = path.empty() ? YAML::Node(YAML::NodeType::Map) : load_yaml_file(path);
+  apply_overrides(doc, overrides);
+  const std::string source = path.empty() ? "<defaults>" : path;
+  return parse_config(phase_document(doc, phase), source);
+}
+
+std::string to_yaml(const Config& c) {
+  YAML::Emitter e;
+  e << YAML::BeginMap;
+  e << YAML::Key << "random_seed";
+  if (c.random_seed) {
+    e << YAML::Value << *c.random_seed;
+  } else {
+    e << YAML::Value << YAML::Null;
+  }
+  e << YAML::Key << "device" << YAML::Value << c.device;
+  e << YAML::Key << "threads" << YAML::Value << c.threads;
+  e << YAML::Key << "dataset" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "name" << YAML::Value << c.dataset.name;
+  e << YAML::Key << "root" << YAML::Value << c.dataset.root;
+  e << YAML::Key << "kwargs" << YAML::Value << YAML::BeginMap << YAML::Key << "im"
+    << YAML::Value << c.dataset.imbalance_factor << YAML::EndMap;
+  e << YAML::Key << "normalize" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "mean" << YAML::Value << YAML::Flow << c.dataset.mean;
+  e << YAML::Key << "std" << YAML::Value << YAML::Flow << c.dataset.std;
+  e << YAML::EndMap;
+  e << YAML::Key << "max_test_per_class" << YAML::Value << c.dataset.max_test_per_class;
+  e << YAML::EndMap;
+  e << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "name"
+    << YAML::Value << c.model.name << YAML::EndMap;
+
+  const auto& t = c.train;
+  e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "num_epoch" << YAML::Value << t.num_epoch;
+  e << YAML::Key << "batch_size" << YAML::Value << t.batch_size;
+  e << YAML::Key << "gradient_clip";
+  if (t.gradient_clip) {
+    e << YAML::Value << *t.gradient_clip;
+  } else {
+    e << YAML::Value << YAML::Null;
+  }
+  e << YAML::Key << "optimizer" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "name" << YAML::Value << t.optimizer.name;
+  e << YAML::Key << "kwargs" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "lr" << YAML::Value << t.optimizer.lr;
+  e << YAML::Key << "weight_decay" << YAML::Value << t.optimizer.weight_decay;
+  if (t.optimizer.name == "SGD") {
+    e << YAML::Key << "momentum" << YAML::Value << t.optimizer.momentum;
+    e << YAML::Key << "nesterov" << YAML::Value << t.optimizer.nesterov;
+  } else {
+    e << YAML::Key << "betas" << YAML::Value << YAML::Flow
+      << std::vector<double>{t.optimizer.beta1, t.optimizer.beta2};
+    e << YAML::Key << "eps" << YAML::Value << t.optimizer.eps;
+  }
+  e << YAML::EndMap << YAML::EndMap;
+  const auto& s = t.lr_scheduler;
+  e << YAML::Key << "lr_scheduler" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "name" << YAML::Value << s.name;
+  e << YAML::Key << "kwargs" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "gamma" << YAML::Value << s.gamma;
+  if (s.name == "warmup" || s.name == "MultiStepLR") {
+    e << YAML::Key << "milestones" << YAML::Value << YAML::Flow << s.milestones;
+  }
+  if (s.name == "StepLR") e << YAML::Key << "step_size" << YAML::Value << s.step_size;
+  if (s.name == "warmup") {
+    e << YAML::Key << "warmup_epochs" << YAML::Value << s.warmup_epochs;
+    e << YAML::Key << "warmup_factor" << YAML::Value << s.warmup_factor;
+  }
+  e << YAML::EndMap << YAML::EndMap << YAML::EndMap;
+
+  e << YAML::Key << "test" << YAML::Value << YAML::BeginMap << YAML::Key << "batch_size"
+    << YAML::Value << c.test.batch_size << YAML::EndMap;
+  e << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "load_checkpoint" << YAML::Value << c.checkpoint.load_checkpoint;
+  e << YAML::Key << "resume" << YAML::Value << c.checkpoint.resume;
+  e << YAML::Key << "save_checkpoint_interval" << YAML::Value
+    << c.checkpoint.save_checkpoint_interval;
+  e << YAML::EndMap;
+  e << YAML::Key << "log" << YAML::Value << YAML::BeginMap << YAML::Key << "log_interval"
+    << YAML::Value << c.log.log_interval << YAML::Key << "progress" << YAML::Value
+    << c.log.progress << YAML::EndMap;
+  const auto& f = c.finetune;
+  e << YAML::Key << "finetune" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "Na" << YAML::Value << f.Na;
+  e << YAML::Key << "Nf" << YAML::Value << f.Nf;
+  e << YAML::Key << "ts" << YAML::Value << f.ts;
+  e << YAML::Key << "tg" << YAML::Value << f.tg;
+  e << YAML::Key << "confusing_from" << YAML::Value << f.confusing_from;
+  e << YAML::Key << "head_ratio" << YAML::Value << f.head_ratio;
+  e << YAML::Key << "head_classes" << YAML::Value << YAML::Flow << f.head_classes;
+  e << YAML::Key << "offline" << YAML::Value << f.offline;
+  e << YAML::Key << "analysis" << YAML::Value << f.analysis;
+  e << YAML::EndMap;
+  e << YAML::Key << "feature" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "cam_layers" << YAML::Value << c.feature.cam_layer;
+  e << YAML::Key << "store" << YAML::Value << c.feature.store;
+  e << YAML::EndMap;
+  e << YAML::EndMap;
+  return std::string(e.c_str()) + "\n";
+}
+
+}  // namespace fsa::io

@@ -1,0 +1,100 @@
+#include "fsa/models/backbone.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <torch/nn/functional/pooling.h>
+#include <torch/nn/modules/batchnorm.h>
+
+#include <stdexcept>
+
+#include "fsa/models/cifar_resnet.h"
+
+namespace fsa::models {
+
+void Backbone::add_stage(const std::string& name, torch::nn::Sequential stage,
+                         int64_t channels) {
+  stages_.push_back(register_module(name, stage));
+  stage_names_.push_back(name);
+  stage_channels_.push_back(channels);
+}
+
+void Backbone::set_classifier(const std::string& name, torch::nn::Linear fc) {
+  fc_ = register_module(name, fc);
+}
+
+size_t Backbone::stage_index(const std::string& cam_layer) const {
+  for (size_t i = 0; i < stage_names_.size(); ++i) {
+    if (stage_names_[i] == cam_layer) return i;
+  }
+  throw std::invalid_argument(fmt::format("feature.cam_layers: '{}' is not a layer of {}; "
+                                          "expected one of {}", cam_layer, arch_,
+                                          fmt::join(stage_names_, ", ")));
+}
+
+torch::Tensor Backbone::features(const torch::Tensor& x, const std::string& cam_layer) {
+  const auto last = stage_index(cam_layer);
+  auto a = stem(x);
+  for (size_t i = 0; i <= last; ++i) a = stages_[i]->forward(a);
+  return a;
+}
+
+torch::Tensor Backbone::head(const torch::Tensor& a, const std::string& cam_layer) {
+  auto h = a;
+  for (size_t i = stage_index(cam_layer) + 1; i < stages_.size(); ++i) h = stages_[i]->forward(h);
+  return fc_->forward(h.mean({2, 3}));
+}
+
+torch::Tensor Backbone::forward(const torch::Tensor& x) {
+  return head(features(x, stage_names_.back()), stage_names_.back());
+}
+
+bool Backbone::head_is_linear(const std::string& cam_layer) const {
+  return stage_index(cam_layer) + 1 == stages_.size();
+}
+
+int64_t Backbone::channels_at(const std::string& cam_layer) const {
+  return stage_channels_[stage_index(cam_layer)];
+}
+
+std::vector<torch::Tensor> Backbone::head_parameters(const std::string& cam_layer) {
+  std::vector<torch::Tensor> params;
+  for (size_t i = stage_index(cam_layer) + 1; i < stages_.size(); ++i) {
+    for (auto& p : stages_[i]->parameters()) params.push_back(p);
+  }
+  for (auto& p : fc_->parameters()) params.push_back(p);
+  return params;
+}
+
+void Backbone::set_finetune_mode(const std::string& cam_layer) {
+  eval();
+  for (size_t i = stage_index(cam_layer) + 1; i < stages_.size(); ++i) {
+    stages_[i]->train();
+    for (auto& m : stages_[i]->modules()) {
+      if (m->as<torch::nn::BatchNorm2d>()) m->eval();
+    }
+  }
+  fc_->train();
+}
+
+int64_t count_parameters(const torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+std::vector<std::string> model_names() {
+  return {"resnet20", "resnet32", "resnet44", "resnet56", "resnet110"};
+}
+
+std::shared_ptr<Backbone> make_model(const std::string& name, int64_t num_classes) {
+  if (num_classes < 1) throw std::invalid_argument("make_model: num_classes must be >= 1");
+  for (int64_t depth : {20, 32, 44, 56, 110}) {
+    if (name == fmt::format("resnet{}", depth)) {
+      return std::make_shared<CifarResNet>(depth, num_classes);
+    }
+  }
+  throw std::invalid_argument(fmt::format("model.name '{}' is not known; expected one of {}", name,
+                                          fmt::join(model_names(), ", ")));
+}
+
+}  // namespace fsa::models

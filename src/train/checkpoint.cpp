@@ -1,0 +1,154 @@
+#include "fsa/train/checkpoint.h"
+
+#include <fmt/format.h>
+#include <torch/serialize.h>
+#include <torch/serialize/archive.h>
+
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "fsa/io/files.h"
+
+namespace fsa::train {
+namespace {
+
+c10::impl::GenericDict string_dict() {
+  return c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get());
+}
+
+c10::impl::GenericDict read_dict(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    throw CheckpointError(fmt::format("checkpoint '{}' does not exist", path));
+  }
+  std::vector<char> bytes;
+  try {
+    bytes = io::read_file(path);
+  } catch (const std::exception& e) {
+    throw CheckpointError(e.what());
+  }
+  c10::IValue value;
+  try {
+    value = torch::pickle_load(bytes);
+  } catch (const std::exception& e) {
+    throw CheckpointError(fmt::format("checkpoint '{}' is truncated or not an fsa checkpoint "
+                                      "(a pickled dict): {}", path,
+                                      std::string(e.what()).substr(0, 200)));
+  }
+  if (!value.isGenericDict()) {
+    throw CheckpointError(fmt::format("checkpoint '{}' does not hold a dict", path));
+  }
+  return value.toGenericDict();
+}
+
+template <typename F>
+auto field(const c10::impl::GenericDict& d, const std::string& key, const std::string& path,
+           F convert) {
+  if (!d.contains(key)) {
+    throw CheckpointError(fmt::format("checkpoint '{}' has no '{}' entry", path, key));
+  }
+  try {
+    return convert(d.at(key));
+  } catch (const c10::Error&) {
+    throw CheckpointError(fmt::format("checkpoint '{}': entry '{}' has the wrong type", path, key));
+  }
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, models::Backbone& model,
+                     torch::optim::Optimizer* optimizer, const CheckpointInfo& info) {
+  c10::Dict<std::string, at::Tensor> state;
+  for (const auto& p : model.named_parameters()) state.insert(p.key(), p.value().detach().cpu());
+  for (const auto& b : model.named_buffers()) state.insert(b.key(), b.value().detach().cpu());
+  auto d = string_dict();
+  d.insert("state_dict", state);
+  if (optimizer) {
+    torch::serialize::OutputArchive archive;
+    optimizer->save(archive);
+    std::ostringstream os;
+    archive.save_to(os);
+    const std::string s = os.str();
+    auto bytes = torch::empty({static_cast<int64_t>(s.size())}, torch::kUInt8);
+    std::memcpy(bytes.data_ptr<uint8_t>(), s.data(), s.size());
+    d.insert("optimizer", bytes);
+  }
+  d.insert("epoch", info.epoch);
+  d.insert("best_acc1", info.best_acc1);
+  d.insert("best_epoch", info.best_epoch);
+  d.insert("phase", info.phase);
+  d.insert("arch", model.arch());
+  d.insert("num_classes", model.num_classes());
+  d.insert("cam_layer", info.cam_layer);
+  d.insert("config", info.config);
+  d.insert("history", info.history);
+  io::write_file_atomic(path, torch::pickle_save(d));
+}
+
+CheckpointInfo read_checkpoint_info(const std::string& path) {
+  const auto d = read_dict(path);
+  CheckpointInfo info;
+  info.epoch = field(d, "epoch", path, [](const c10::IValue& v) { return v.toInt(); });
+  info.best_acc1 = field(d, "best_acc1", path, [](const c10::IValue& v) { return v.toDouble(); });
+  info.best_epoch = field(d, "best_epoch", path, [](const c10::IValue& v) { return v.toInt(); });
+  info.phase = field(d, "phase", path, [](const c10::IValue& v) { return v.toStringRef(); });
+  info.arch = field(d, "arch", path, [](const c10::IValue& v) { return v.toStringRef(); });
+  info.num_classes = field(d, "num_classes", path, [](const c10::IValue& v) { return v.toInt(); });
+  info.cam_layer = field(d, "cam_layer", path, [](const c10::IValue& v) { return v.toStringRef(); });
+  info.config = field(d, "config", path, [](const c10::IValue& v) { return v.toStringRef(); });
+  info.history = field(d, "history", path, [](const c10::IValue& v) { return v.toStringRef(); });
+  return info;
+}
+
+CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
+                               torch::optim::Optimizer* optimizer) {
+  const auto d = read_dict(path);
+  const auto info = read_checkpoint_info(path);
+  if (info.arch != model.arch() || info.num_classes != model.num_classes()) {
+    throw CheckpointError(fmt::format("checkpoint '{}' holds {} with {} classes; the config asks "
+                                      "for {} with {} classes", path, info.arch, info.num_classes,
+                                      model.arch(), model.num_classes()));
+  }
+  const auto state = field(d, "state_dict", path, [](const c10::IValue& v) {
+    return v.toGenericDict();
+  });
+  std::map<std::string, at::Tensor> by_name;
+  for (const auto& kv : state) {
+    std::string key = kv.key().toStringRef();
+    if (key.rfind("module.", 0) == 0) key = key.substr(7);
+    by_name[key] = kv.value().toTensor();
+  }
+  torch::NoGradGuard no_grad;
+  auto copy_into = [&](const std::string& name, at::Tensor& target) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) {
+      throw CheckpointError(fmt::format("checkpoint '{}' has no weights for '{}'", path, name));
+    }
+    if (it->second.sizes() != target.sizes()) {
+      throw CheckpointError(fmt::format("checkpoint '{}': '{}' has shape {}, the model expects {}",
+                                        path, name, c10::str(it->second.sizes()), c10::str(target.sizes())));
+    }
+    target.copy_(it->second);
+  };
+  for (auto& p : model.named_parameters()) copy_into(p.key(), p.value());
+  for (auto& b : model.named_buffers()) copy_into(b.key(), b.value());
+  if (optimizer && d.contains("optimizer")) {
+    auto bytes = d.at("optimizer").toTensor().contiguous();
+    std::string s(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()), bytes.numel());
+    std::istringstream is(s);
+    torch::serialize::InputArchive archive;
+    const auto params = model.parameters();
+    const auto device = params.empty() ? torch::Device(torch::kCPU) : params[0].device();
+    try {
+      archive.load_from(is, device);
+      optimizer->load(archive);
+    } catch (const c10::Error& e) {
+      throw CheckpointError(fmt::format("checkpoint '{}': optimiser state does not match this "
+                                        "optimiser", path));
+    }
+  }
+  return info;
+}
+
+}  // namespace fsa::train

@@ -1,0 +1,234 @@
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <torch/cuda.h>
+#include <torch/nn/functional/loss.h>
+
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+#include <random>
+#include <thread>
+
+#include "fsa/data/transforms.h"
+#include "fsa/io/files.h"
+#include "fsa/io/report.h"
+#include "fsa/train/checkpoint.h"
+#include "fsa/train/phases.h"
+#include "internal.h"
+
+namespace fs = std::filesystem;
+
+namespace fsa::train {
+
+namespace detail {
+
+at::Generator epoch_generator(uint64_t seed, uint64_t phase_tag, int64_t epoch) {
+  // splitmix64 over the three values: nearby seeds give unrelated streams.
+  uint64_t x = seed * 0x9E3779B97F4A7C15ULL ^ (phase_tag << 32) ^ uint64_t(epoch);
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  x ^= x >> 31;
+  return at::make_generator<at::CPUGeneratorImpl>(x);
+}
+
+void prepare_out_dir(const std::string& out_dir, const io::Config& cfg) {
+  fs::create_directories(out_dir);
+  io::write_file_atomic((fs::path(out_dir) / "config.yaml").string(), io::to_yaml(cfg));
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  io::write_file_atomic(path, j.dump(2) + "\n");
+}
+
+std::shared_ptr<models::Backbone> build_model(const io::Config& cfg, const Workspace& ws) {
+  std::shared_ptr<models::Backbone> model;
+  // Initial weights depend on the run seed alone, not on what ran before.
+  torch::manual_seed(ws.seed);
+  try {
+    model = models::make_model(cfg.model.name, ws.data.num_classes());
+    model->features(torch::zeros({1, 3, 8, 8}), cfg.feature.cam_layer);  // validates the layer
+  } catch (const std::invalid_argument& e) {
+    throw io::ConfigError(fmt::format("config {}: {}", cfg.source, e.what()));
+  }
+  model->to(ws.device);
+  return model;
+}
+
+void check_finite(const torch::Tensor& loss, const std::string& phase, int64_t epoch,
+                  int64_t batch) {
+  const double v = loss.item<double>();
+  if (!std::isfinite(v)) {
+    throw TrainingError(fmt::format("{}: the loss became {} at epoch {}, batch {}; training "
+                                    "diverged (try a lower train.optimizer.kwargs.lr or "
+                                    "train.gradient_clip)", phase, v, epoch, batch));
+  }
+}
+
+std::unique_ptr<io::Progress> make_progress(const io::Config& cfg, const std::string& label,
+                                            int64_t steps) {
+  auto mode = io::Progress::Mode::kAuto;
+  if (cfg.log.progress == "bar") mode = io::Progress::Mode::kBar;
+  if (cfg.log.progress == "lines") mode = io::Progress::Mode::kLines;
+  if (cfg.log.progress == "quiet") mode = io::Progress::Mode::kQuiet;
+  return std::make_unique<io::Progress>(label, std::max<int64_t>(steps, 1), std::cerr, mode);
+}
+
+void write_report_safely(const std::string& out_dir) {
+  try {
+    const auto files = io::write_report(out_dir);
+    for (const auto& m : files.missing) {
+      spdlog::warn("report: {} not drawn: {}", m.file, m.reason);
+    }
+    spdlog::info("report: {}", files.html);
+  } catch (const std::exception& e) {
+    spdlog::warn("report not written: {}", e.what());
+  }
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(std::lround(seconds));
+  if (s < 60) return fmt::format("{}s", s);
+  if (s < 3600) return fmt::format("{}m{:02d}s", s / 60, s % 60);
+  return fmt::format("{}h{:02d}m", s / 3600, (s % 3600) / 60);
+}
+
+}  // namespace detail
+
+torch::Device parse_device(const std::string& name) {
+  torch::Device device(torch::kCPU);
+  try {
+    device = torch::Device(name);
+  } catch (const c10::Error&) {
+    throw io::ConfigError(fmt::format("device '{}': expected cpu, cuda or cuda:N", name));
+  }
+  if (device.is_cuda()) {
+    if (!torch::cuda::is_available()) {
+      throw io::ConfigError(fmt::format("device '{}': this fsa build or machine has no CUDA GPU; "
+                                        "use --device cpu", name));
+    }
+    const auto index = device.has_index() ? device.index() : 0;
+    if (index >= static_cast<int64_t>(torch::cuda::device_count())) {
+      throw io::ConfigError(fmt::format("device '{}': only {} CUDA device(s)", name,
+                                        torch::cuda::device_count()));
+    }
+  } else if (!device.is_cpu()) {
+    throw io::ConfigError(fmt::format("device '{}': expected cpu, cuda or cuda:N", name));
+  }
+  return device;
+}
+
+Workspace make_workspace(const io::Config& cfg) {
+  Workspace ws;
+  ws.device = parse_device(cfg.device);
+  const auto hw = std::max(1u, std::thread::hardware_concurrency());
+  const int threads = cfg.threads > 0 ? static_cast<int>(cfg.threads) : static_cast<int>(hw);
+  torch::set_num_threads(threads);
+  ws.seed = cfg.random_seed.value_or(std::random_device{}());
+  torch::manual_seed(ws.seed);
+  ws.data = data::load_long_tail_dataset(cfg.dataset, cfg.finetune, ws.seed, threads);
+  detail::build_model(cfg, ws);  // an unknown model or CAM layer fails here, before any output
+  if (ws.device.is_cuda()) {
+    ws.data.train.images = ws.data.train.images.to(ws.device);
+    ws.data.test.images = ws.data.test.images.to(ws.device);
+  }
+  spdlog::info("{}: {} training images in {} classes (imbalance factor {}, {} head classes), "
+               "{} test images; {} threads on {}", cfg.dataset.name, ws.data.train.size(),
+               ws.data.num_classes(), cfg.dataset.imbalance_factor,
+               std::count(ws.data.head.begin(), ws.data.head.end(), true), ws.data.test.size(),
+               threads, ws.device.str());
+  return ws;
+}
+
+eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
+                      const data::LongTailDataset& train, torch::Device device,
+                      int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  model.eval();
+  eval::AccuracyMeter meter(train.num_classes());
+  double loss_sum = 0;
+  const auto n = test.size();
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const auto len = std::min(batch_size, n - start);
+    auto x = data::normalize(test.images.narrow(0, start, len).to(device), train.mean, train.std);
+    auto y = test.labels.narrow(0, start, len).to(device);
+    auto logits = model.forward(x);
+    loss_sum += torch::nn::functional::cross_entropy(
+                    logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(
+                                   torch::kSum)).item<double>();
+    meter.update(logits, y);
+  }
+  return eval::make_report(meter, train.class_counts, train.head, n ? loss_sum / n : 0.0);
+}
+
+nlohmann::json report_json(const eval::Report& r, const std::vector<int64_t>& class_counts) {
+  auto opt = [](const std::optional<double>& v) -> nlohmann::json {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+  };
+  nlohmann::json per_class = nlohmann::json::array();
+  for (double v : r.per_class) {
+    per_class.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v));
+  }
+  nlohmann::json j{{"top1", r.top1},    {"per_class", per_class}, {"head", opt(r.head)},
+                   {"tail", opt(r.tail)}, {"many", opt(r.many)},   {"medium", opt(r.medium)},
+                   {"few", opt(r.few)},   {"loss", r.loss},        {"class_counts", class_counts}};
+  // The confusion matrix (rows: true class) for reports; left out for very
+  // many classes, where it would dominate the file.
+  if (r.confusion.defined() && r.confusion.size(0) <= 200) {
+    auto c = r.confusion.accessor<int64_t, 2>();
+    nlohmann::json rows = nlohmann::json::array();
+    for (int64_t i = 0; i < r.confusion.size(0); ++i) {
+      std::vector<int64_t> row(c[i].data(), c[i].data() + r.confusion.size(1));
+      rows.push_back(row);
+    }
+    j["confusion"] = rows;
+  }
+  return j;
+}
+
+std::string format_comparison(const eval::Report& before, const eval::Report& after,
+                              const data::LongTailDataset& data) {
+  std::ostringstream os;
+  auto pct = [](const std::optional<double>& v) {
+    return v ? fmt::format("{:6.2f}", 100.0 * *v) : std::string("     -");
+  };
+  auto delta = [](const std::optional<double>& a, const std::optional<double>& b) {
+    return a && b ? fmt::format("{:+6.2f}", 100.0 * (*b - *a)) : std::string("     -");
+  };
+  os << fmt::format("{:<22} {:>8} {:>10} {:>7}\n", "top-1 accuracy (%)", "Phase I", "Phase III",
+                    "change");
+  auto row = [&](const std::string& name, std::optional<double> a, std::optional<double> b) {
+    os << fmt::format("{:<22} {:>8} {:>10} {:>7}\n", name, pct(a), pct(b), delta(a, b));
+  };
+  row("overall", before.top1, after.top1);
+  row("head classes", before.head, after.head);
+  row("tail classes", before.tail, after.tail);
+  row("many-shot (>100)", before.many, after.many);
+  row("medium-shot (20-100)", before.medium, after.medium);
+  row("few-shot (<20)", before.few, after.few);
+  os << "per class (training images, head/tail):\n";
+  for (int64_t c = 0; c < data.num_classes(); ++c) {
+    auto v = [](double x) { return std::isnan(x) ? std::optional<double>() : std::optional(x); };
+    const auto name = fmt::format("{:>3} {:<11.11} {:>5} {}", c, data.train.class_names[c],
+                                  data.class_counts[c], data.head[c] ? "H" : "T");
+    row(name, v(before.per_class[c]), v(after.per_class[c]));
+  }
+  return os.str();
+}
+
+PhaseResult run_test(const io::Config& cfg, Workspace& ws, const std::string& checkpoint,
+                     const std::string& out_dir) {
+  detail::prepare_out_dir(out_dir, cfg);
+  auto model = detail::build_model(cfg, ws);
+  load_checkpoint(checkpoint, *model, nullptr);
+  PhaseResult r;
+  r.report = evaluate(*model, ws.data.test, ws.data, ws.device, cfg.test.batch_size);
+  r.metrics = {{"test", report_json(r.report, ws.data.class_counts)},
+               {"checkpoint", checkpoint}};
+  detail::write_json((fs::path(out_dir) / "metrics.json").string(), r.metrics);
+  detail::write_report_safely(out_dir);
+  spdlog::info("test: top-1 {:.2f}% on {} images", 100 * r.report.top1, ws.data.test.size());
+  return r;
+}
+
+}  // namespace fsa::train

@@ -1,0 +1,90 @@
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+#include "internal.h"
+
+namespace fs = std::filesystem;
+
+namespace fsa::train::detail {
+
+EpochKeeper::EpochKeeper(std::string phase, const io::Config& cfg, std::string out_dir,
+                         models::Backbone& model, torch::optim::Optimizer& optimizer)
+    : phase_(std::move(phase)), cfg_(cfg), out_dir_(std::move(out_dir)), model_(model),
+      optimizer_(optimizer), events_(std::make_unique<io::EventWriter>(out_dir_)) {}
+
+std::string EpochKeeper::last_path() const {
+  return (fs::path(out_dir_) / "checkpoints" / "last.pt").string();
+}
+
+std::string EpochKeeper::best_path() const {
+  return (fs::path(out_dir_) / "checkpoints" / "best.pt").string();
+}
+
+void EpochKeeper::restore(const CheckpointInfo& info) {
+  best_acc1_ = info.best_acc1;
+  best_epoch_ = info.best_epoch;
+  if (!info.history.empty()) history_ = nlohmann::json::parse(info.history);
+}
+
+void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double train_acc,
+                            const eval::Report& test, double seconds) {
+  const int64_t done = epoch + 1;
+  auto opt = [](const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+  };
+  history_.push_back({{"epoch", done},
+                      {"lr", lr},
+                      {"train_loss", train_loss},
+                      {"train_acc", train_acc},
+                      {"test_loss", test.loss},
+                      {"test_acc", test.top1},
+                      {"test_head", opt(test.head)},
+                      {"test_tail", opt(test.tail)},
+                      {"test_many", opt(test.many)},
+                      {"test_medium", opt(test.medium)},
+                      {"test_few", opt(test.few)},
+                      {"seconds", seconds}});
+  events_->add_scalar("loss/train", train_loss, done);
+  events_->add_scalar("acc/train", train_acc, done);
+  events_->add_scalar("loss/test", test.loss, done);
+  events_->add_scalar("acc/test", test.top1, done);
+  events_->add_scalar("lr", lr, done);
+  for (const auto& [tag, value] : {std::pair{"acc_test/head", test.head},
+                                   std::pair{"acc_test/tail", test.tail},
+                                   std::pair{"acc_test/many", test.many},
+                                   std::pair{"acc_test/medium", test.medium},
+                                   std::pair{"acc_test/few", test.few}}) {
+    if (value) events_->add_scalar(tag, *value, done);
+  }
+  events_->flush();
+  const bool improved = test.top1 > best_acc1_;
+  if (improved) {
+    best_acc1_ = test.top1;
+    best_epoch_ = done;
+  }
+  spdlog::info("{} epoch {}/{}: lr {:.3g}, train loss {:.4f}, train acc {:.2f}%, test loss "
+               "{:.4f}, test top-1 {:.2f}% (head {:.2f}%, tail {:.2f}%), best {:.2f}% @ {}, {}",
+               phase_, done, cfg_.train.num_epoch, lr, train_loss, 100 * train_acc, test.loss,
+               100 * test.top1, 100 * test.head.value_or(0), 100 * test.tail.value_or(0),
+               100 * best_acc1_, best_epoch_, format_duration(seconds));
+  CheckpointInfo info;
+  info.phase = phase_;
+  info.epoch = done;
+  info.best_acc1 = best_acc1_;
+  info.best_epoch = best_epoch_;
+  info.cam_layer = cfg_.feature.cam_layer;
+  info.config = io::to_yaml(cfg_);
+  info.history = history_.dump();
+  save_checkpoint(last_path(), model_, &optimizer_, info);
+  if (improved) save_checkpoint(best_path(), model_, &optimizer_, info);
+  const auto every = cfg_.checkpoint.save_checkpoint_interval;
+  if (every > 0 && done % every == 0) {
+    save_checkpoint((fs::path(out_dir_) / "checkpoints" / fmt::format("epoch_{:04d}.pt", done))
+                        .string(),
+                    model_, &optimizer_, info);
+  }
+}
+
+}  // namespace fsa::train::detail

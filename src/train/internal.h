@@ -1,0 +1,90 @@
+// Helpers shared by the phase implementations; not part of the public API.
+#pragma once
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Dict.h>
+#include <ATen/core/ivalue.h>
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+
+#include "fsa/io/config.h"
+#include "fsa/io/event_writer.h"
+#include "fsa/io/progress.h"
+#include "fsa/models/backbone.h"
+#include "fsa/train/checkpoint.h"
+#include "fsa/train/phases.h"
+#include <torch/optim/optimizer.h>
+
+namespace fsa::train::detail {
+
+/// A CPU generator seeded from the run seed, a phase tag and the epoch, so
+/// that a resumed run draws exactly what an uninterrupted one would.
+at::Generator epoch_generator(uint64_t seed, uint64_t phase_tag, int64_t epoch);
+
+/// Creates out_dir and writes the resolved config there.
+void prepare_out_dir(const std::string& out_dir, const io::Config& cfg);
+
+/// Writes JSON atomically, pretty-printed.
+void write_json(const std::string& path, const nlohmann::json& j);
+
+/// The configured network for the workspace's data, on the workspace device.
+std::shared_ptr<models::Backbone> build_model(const io::Config& cfg, const Workspace& ws);
+
+/// Throws TrainingError if `loss` is not finite.
+void check_finite(const torch::Tensor& loss, const std::string& phase, int64_t epoch,
+                  int64_t batch);
+
+/// The fingerprint as a pickle-able dict, and back.
+c10::impl::GenericDict fingerprint_dict(const data::Fingerprint& f);
+data::Fingerprint fingerprint_from(const c10::impl::GenericDict& d);
+
+/// A console progress report for one epoch's batches, in the configured mode.
+std::unique_ptr<io::Progress> make_progress(const io::Config& cfg, const std::string& label,
+                                            int64_t steps);
+
+/// Writes the run's report (charts, report.html) into out_dir; a failure is
+/// logged as a warning, never fatal: the training results are already saved.
+void write_report_safely(const std::string& out_dir);
+
+/// Formats seconds as "1m23s".
+std::string format_duration(double seconds);
+
+}  // namespace fsa::train::detail
+
+namespace fsa::train::detail {
+
+/// The end-of-epoch bookkeeping both training phases share: the history of
+/// per-epoch figures, the log line, and checkpoints/{last,best,epoch_NNNN}.pt.
+class EpochKeeper {
+ public:
+  EpochKeeper(std::string phase, const io::Config& cfg, std::string out_dir,
+              models::Backbone& model, torch::optim::Optimizer& optimizer);
+
+  /// Restores history and best figures from a resumed checkpoint.
+  void restore(const CheckpointInfo& info);
+
+  /// Records epoch `epoch` (0-based) and saves checkpoints.
+  void end_epoch(int64_t epoch, double lr, double train_loss, double train_acc,
+                 const eval::Report& test, double seconds);
+
+  const nlohmann::json& history() const { return history_; }
+  double best_acc1() const { return best_acc1_; }
+  int64_t best_epoch() const { return best_epoch_; }
+  std::string last_path() const;
+  std::string best_path() const;
+
+ private:
+  std::string phase_;
+  const io::Config& cfg_;
+  std::string out_dir_;
+  models::Backbone& model_;
+  torch::optim::Optimizer& optimizer_;
+  std::unique_ptr<io::EventWriter> events_;  ///< TensorBoard scalars in out_dir
+  nlohmann::json history_ = nlohmann::json::array();
+  double best_acc1_ = -1;
+  int64_t best_epoch_ = 0;
+};
+
+}  // namespace fsa::train::detail

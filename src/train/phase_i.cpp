@@ -1,0 +1,104 @@
+// Phase I: initial feature learning on the long-tailed set (METHOD.md).
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/nn/utils/clip_grad.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "fsa/data/transforms.h"
+#include "fsa/train/checkpoint.h"
+#include "fsa/train/phases.h"
+#include "fsa/train/schedule.h"
+#include "internal.h"
+
+namespace fs = std::filesystem;
+
+namespace fsa::train {
+
+PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string& out_dir) {
+  detail::prepare_out_dir(out_dir, cfg);
+  auto model = detail::build_model(cfg, ws);
+  auto optimizer = make_optimizer(cfg.train.optimizer, model->parameters());
+  detail::EpochKeeper keeper("phase_i", cfg, out_dir, *model, *optimizer);
+
+  int64_t start_epoch = 0;
+  if (!cfg.checkpoint.resume.empty()) {
+    const auto info = load_checkpoint(cfg.checkpoint.resume, *model, optimizer.get());
+    if (info.phase != "phase_i") {
+      throw CheckpointError(fmt::format("checkpoint.resume '{}' is a {} checkpoint; Phase I "
+                                        "resumes only from Phase I", cfg.checkpoint.resume,
+                                        info.phase));
+    }
+    keeper.restore(info);
+    start_epoch = info.epoch;
+    spdlog::info("phase_i: resuming from '{}' after epoch {}", cfg.checkpoint.resume, start_epoch);
+  } else if (!cfg.checkpoint.load_checkpoint.empty()) {
+    load_checkpoint(cfg.checkpoint.load_checkpoint, *model, nullptr);
+    spdlog::info("phase_i: starting from the weights in '{}'", cfg.checkpoint.load_checkpoint);
+  }
+
+  const auto& train = ws.data.train;
+  const int64_t n = train.size();
+  const int64_t batch = cfg.train.batch_size;
+  const int64_t batches = (n + batch - 1) / batch;
+  auto labels = train.labels.to(ws.device);
+  for (int64_t epoch = start_epoch; epoch < cfg.train.num_epoch; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double lr = lr_at_epoch(cfg.train.lr_scheduler, cfg.train.optimizer.lr, epoch);
+    set_learning_rate(*optimizer, lr);
+    auto gen = detail::epoch_generator(ws.seed, 1, epoch);
+    auto order = torch::randperm(n, gen, torch::kInt64).to(ws.device);
+    model->train();
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+    auto progress = detail::make_progress(
+        cfg, fmt::format("phase_i epoch {}/{}", epoch + 1, cfg.train.num_epoch), batches);
+    for (int64_t b = 0; b < batches; ++b) {
+      const auto len = std::min(batch, n - b * batch);
+      auto idx = order.narrow(0, b * batch, len);
+      auto x = data::normalize(data::random_crop_flip(train.images.index_select(0, idx), 4, gen),
+                               ws.data.mean, ws.data.std);
+      auto y = labels.index_select(0, idx);
+      auto logits = model->forward(x);
+      auto loss = torch::nn::functional::cross_entropy(logits, y);
+      optimizer->zero_grad();
+      loss.backward();
+      if (cfg.train.gradient_clip) {
+        torch::nn::utils::clip_grad_norm_(model->parameters(), *cfg.train.gradient_clip);
+      }
+      optimizer->step();
+      const double l = loss.item<double>();
+      if (!std::isfinite(l)) detail::check_finite(loss, "phase_i", epoch + 1, b + 1);
+      loss_sum += l * len;
+      seen += len;
+      correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+      progress->update(b + 1, len, {{"loss", loss_sum / seen}, {"acc", double(correct) / seen}});
+      if ((b + 1) % cfg.log.log_interval == 0) {
+        spdlog::debug("phase_i epoch {} batch {}/{}: loss {:.4f}", epoch + 1, b + 1, batches, l);
+      }
+    }
+    progress->finish();
+    auto report = evaluate(*model, ws.data.test, ws.data, ws.device, cfg.test.batch_size);
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    keeper.end_epoch(epoch, lr, loss_sum / n, double(correct) / n, report, secs);
+  }
+
+  PhaseResult result;
+  result.report = evaluate(*model, ws.data.test, ws.data, ws.device, cfg.test.batch_size);
+  result.checkpoint = keeper.last_path();
+  result.best_checkpoint = keeper.best_path();
+  result.metrics = report_json(result.report, ws.data.class_counts);
+  result.metrics["best_top1"] = keeper.best_acc1();
+  result.metrics["best_epoch"] = keeper.best_epoch();
+  result.metrics["history"] = keeper.history();
+  result.metrics["class_names"] = ws.data.train.class_names;
+  detail::write_json((fs::path(out_dir) / "metrics.json").string(),
+                     nlohmann::json{{"phase_i", result.metrics}});
+  detail::write_report_safely(out_dir);
+  return result;
+}
+
+}  // namespace fsa::train

@@ -1,0 +1,83 @@
+// `fsa run`: the three phases in order, each phase's output feeding the next.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <sstream>
+
+#include "fsa/io/files.h"
+#include "fsa/train/phases.h"
+#include "internal.h"
+
+namespace fs = std::filesystem;
+
+namespace fsa::train {
+
+void validate_pipeline(const io::PipelineConfig& cfg) {
+  const auto& d = cfg.phase_i.dataset;
+  for (const io::Config* other : {&cfg.phase_ii, &cfg.phase_iii}) {
+    if (other->dataset.name != d.name || other->dataset.root != d.root ||
+        other->dataset.imbalance_factor != d.imbalance_factor ||
+        other->random_seed != cfg.phase_i.random_seed || other->device != cfg.phase_i.device ||
+        other->model.name != cfg.phase_i.model.name) {
+      throw io::ConfigError(fmt::format(
+          "config {}: dataset, random_seed, device and model must be the same for all phases of "
+          "a pipeline (set them at the top level, not under phase_ii or phase_iii)",
+          cfg.phase_i.source));
+    }
+  }
+  validate_phase_iii(cfg.phase_iii);
+}
+
+std::string run_pipeline(const io::PipelineConfig& cfg_in, Workspace& ws,
+                         const std::string& out_dir) {
+  validate_pipeline(cfg_in);
+  io::PipelineConfig cfg = cfg_in;
+  cfg.phase_ii.feature.store = cfg.phase_ii.feature.store || cfg.phase_iii.finetune.offline;
+  fs::create_directories(out_dir);
+  const auto t0 = std::chrono::steady_clock::now();
+
+  const auto dir_i = (fs::path(out_dir) / "phase_i").string();
+  const auto dir_ii = (fs::path(out_dir) / "phase_ii").string();
+  const auto dir_iii = (fs::path(out_dir) / "phase_iii").string();
+  spdlog::info("== Phase I: training {} on the long-tailed set ({} epochs) ==",
+               cfg.phase_i.model.name, cfg.phase_i.train.num_epoch);
+  const auto phase_i = run_phase_i(cfg.phase_i, ws, dir_i);
+  spdlog::info("== Phase II: confusing classes and class activation maps ==");
+  cfg.phase_ii.checkpoint.load_checkpoint = phase_i.checkpoint;
+  run_phase_ii(cfg.phase_ii, ws, phase_i.checkpoint, dir_ii);
+  spdlog::info("== Phase III: fine-tuning with feature-space augmentation ({} epochs) ==",
+               cfg.phase_iii.train.num_epoch);
+  cfg.phase_iii.checkpoint.load_checkpoint = phase_i.checkpoint;
+  cfg.phase_iii.finetune.analysis = (fs::path(dir_ii) / "analysis.pt").string();
+  const auto phase_iii = run_phase_iii(cfg.phase_iii, ws, phase_i.checkpoint,
+                                       cfg.phase_iii.finetune.analysis, dir_iii);
+
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  nlohmann::json metrics{{"phase_i", phase_i.metrics},
+                         {"phase_iii", phase_iii.metrics},
+                         {"class_counts", ws.data.class_counts},
+                         {"class_names", ws.data.train.class_names},
+                         {"head_classes", std::vector<bool>(ws.data.head)},
+                         {"dataset", cfg.phase_i.dataset.name},
+                         {"imbalance_factor", cfg.phase_i.dataset.imbalance_factor},
+                         {"model", cfg.phase_i.model.name},
+                         {"seconds", secs}};
+  detail::write_json((fs::path(out_dir) / "metrics.json").string(), metrics);
+  std::string resolved = "# The resolved configuration of each phase\n";
+  for (const auto& [name, phase] : {std::pair{"phase_i", &cfg.phase_i},
+                                    std::pair{"phase_ii", &cfg.phase_ii},
+                                    std::pair{"phase_iii", &cfg.phase_iii}}) {
+    resolved += std::string(name) + ":\n";
+    std::istringstream lines(io::to_yaml(*phase));
+    for (std::string line; std::getline(lines, line);) resolved += "  " + line + "\n";
+  }
+  io::write_file_atomic((fs::path(out_dir) / "config.yaml").string(), resolved);
+  detail::write_report_safely(out_dir);
+  const auto table = format_comparison(phase_i.report, phase_iii.report, ws.data);
+  spdlog::info("finished in {}; results in {}\n{}", detail::format_duration(secs), out_dir, table);
+  return table;
+}
+
+}  // namespace fsa::train

@@ -1,0 +1,151 @@
+// Whole-program runs of the fsa binary on tiny synthetic data: the pipeline,
+// each phase alone, and bad input.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace {
+
+using fsa::testing::read_text;
+using fsa::testing::TempDir;
+namespace fs = std::filesystem;
+
+const char* kPipeline = R"(random_seed: 5
+threads: 2
+dataset: {name: ImageFolder-LT, root: ROOT, kwargs: {im: 5}}
+model: {name: resnet20}
+finetune: {Na: 1, Nf: 1, head_ratio: 0.6}
+test: {batch_size: 64}
+phase_i:
+  train:
+    num_epoch: 2
+    batch_size: 16
+    optimizer: {name: SGD, kwargs: {lr: 0.05, momentum: 0.9}}
+    lr_scheduler: {name: constant}
+phase_iii:
+  train:
+    num_epoch: 2
+    batch_size: 8
+    optimizer: {name: SGD, kwargs: {lr: 0.01, momentum: 0.9}}
+    lr_scheduler: {name: constant}
+)";
+
+class Pipeline : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    fsa::testing::make_image_folder(*dir_ / "data", {30, 18, 10, 6}, 5);
+    std::string cfg = kPipeline;
+    cfg.replace(cfg.find("ROOT"), 4, *dir_ / "data");
+    std::ofstream(*dir_ / "pipeline.yaml") << cfg;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  int fsa(const std::string& args, std::string* output = nullptr) {
+    const auto log = *dir_ / "cmd.log";
+    const int rc = fsa::testing::run_command(std::string(FSA_BINARY) + " " + args, log);
+    if (output) *output = read_text(log);
+    return rc;
+  }
+  static std::string path(const std::string& name) { return *dir_ / name; }
+
+  static TempDir* dir_;
+};
+TempDir* Pipeline::dir_ = nullptr;
+
+void expect_phase_object(const nlohmann::json& p, size_t classes) {
+  for (const auto* key : {"top1", "head", "tail", "many", "medium", "few", "per_class",
+                          "class_counts"}) {
+    EXPECT_TRUE(p.contains(key)) << key;
+  }
+  ASSERT_EQ(p["per_class"].size(), classes);
+  for (const auto& v : p["per_class"]) {
+    EXPECT_GE(v.get<double>(), 0.0);
+    EXPECT_LE(v.get<double>(), 1.0);
+  }
+  EXPECT_GE(p["top1"].get<double>(), 0.0);
+  EXPECT_LE(p["top1"].get<double>(), 1.0);
+  EXPECT_TRUE(p["few"].is_number());    // 10 and 6 images: few-shot
+  EXPECT_TRUE(p["many"].is_null());     // no class has more than 100
+}
+
+TEST_F(Pipeline, RunWritesMetricsThatTestReproduces) {
+  std::string out;
+  ASSERT_EQ(fsa("run --config " + path("pipeline.yaml") + " --out " + path("run"), &out), 0)
+      << out;
+  const auto m = nlohmann::json::parse(read_text(path("run/metrics.json")));
+  expect_phase_object(m["phase_i"], 4);
+  expect_phase_object(m["phase_iii"], 4);
+  // IF 5 over 4 classes from 30 images: floor(30·5^(−i/3)) = 30, 17, 10, 6.
+  EXPECT_EQ(m["class_counts"], (std::vector<int64_t>{30, 17, 10, 6}));
+  EXPECT_EQ(m["phase_iii"]["history"].size(), 2u);
+  for (const auto* f : {"config.yaml", "log.txt", "phase_i/checkpoints/last.pt",
+                        "phase_ii/analysis.pt", "phase_ii/confusing_classes.txt",
+                        "phase_iii/checkpoints/best.pt"}) {
+    EXPECT_TRUE(fs::exists(path("run/") + f)) << f;
+  }
+  EXPECT_NE(out.find("Phase III"), std::string::npos);
+
+  // The Phase III checkpoint evaluated by `fsa test` gives the reported top-1.
+  ASSERT_EQ(fsa("test --config " + path("pipeline.yaml") + " --checkpoint " +
+                path("run/phase_iii/checkpoints/last.pt") + " --out " + path("test")), 0);
+  const auto t = nlohmann::json::parse(read_text(path("test/metrics.json")));
+  EXPECT_NEAR(t["test"]["top1"].get<double>(), m["phase_iii"]["top1"].get<double>(), 1e-12);
+  EXPECT_EQ(t["test"]["per_class"], m["phase_iii"]["per_class"]);
+}
+
+TEST_F(Pipeline, PhasesRunAloneAndOffline) {
+  const auto cfg = " --config " + path("pipeline.yaml");
+  ASSERT_EQ(fsa("train" + cfg + " --out " + path("p1")), 0);
+  ASSERT_EQ(fsa("extract" + cfg + " --store --checkpoint " + path("p1/checkpoints/last.pt") +
+                " --out " + path("p2")), 0);
+  EXPECT_TRUE(fs::exists(path("p2/features.pt")));
+  std::string out;
+  ASSERT_EQ(fsa("finetune --offline" + cfg + " --checkpoint " + path("p1/checkpoints/last.pt") +
+                " --analysis " + path("p2/analysis.pt") + " --out " + path("p3"), &out), 0)
+      << out;
+  const auto m = nlohmann::json::parse(read_text(path("p3/metrics.json")));
+  EXPECT_EQ(m["phase_iii"]["mode"], "offline");
+  expect_phase_object(m["phase_iii"], 4);
+
+  // An analysis made at another imbalance factor is refused, naming the difference.
+  EXPECT_EQ(fsa("finetune" + cfg + " --set dataset.kwargs.im=2 --checkpoint " +
+                path("p1/checkpoints/last.pt") + " --analysis " + path("p2/analysis.pt") +
+                " --out " + path("p3b"), &out), 4) << out;
+  EXPECT_NE(out.find("imbalance factor 5 vs 2"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(path("p3b")));
+}
+
+TEST_F(Pipeline, BadInputStopsBeforeTrainingWithAClearMessage) {
+  const auto cfg = " --config " + path("pipeline.yaml");
+  struct Case {
+    std::string args;
+    int rc;
+    std::string says;
+  };
+  const std::vector<Case> cases{
+      {"run" + cfg + " --set dataset.root=/no/such/folder", 3, "/no/such/folder"},
+      {"run" + cfg + " --set dataset.kwargs.im=-3", 2, "dataset.kwargs.im"},
+      {"run" + cfg + " --set finetune.ts=0.1", 2, "finetune.ts"},
+      {"run" + cfg + " --set phase_iii.train.batch_size=3", 2, "train.batch_size"},
+      {"run" + cfg + " --set train.num_epochs=3", 2, "unknown key 'train.num_epochs'"},
+      {"run" + cfg + " --set phase_i.train.batch_size=abc", 2, "train.batch_size"},
+      {"run" + cfg + " --set model.name=resnet7", 2, "resnet7"},
+      {"train --config /no/such.yaml", 105, "/no/such.yaml"},
+      {"test" + cfg + " --checkpoint " + path("pipeline.yaml"), 4, "pipeline.yaml"},
+  };
+  for (const auto& c : cases) {
+    std::string out;
+    const auto dir = path("bad_" + std::to_string(&c - cases.data()));
+    const int rc = fsa(c.args + " --out " + dir, &out);
+    EXPECT_EQ(rc, c.rc) << c.args << "\n" << out;
+    EXPECT_NE(out.find(c.says), std::string::npos) << c.args << "\n" << out;
+    EXPECT_EQ(out.find("terminate"), std::string::npos) << out;
+    if (c.rc != 4) EXPECT_FALSE(fs::exists(dir)) << c.args << " left " << dir;
+  }
+}
+
+}  // namespace

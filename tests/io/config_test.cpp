@@ -1,0 +1,133 @@
+#include "fsa/io/config.h"
+
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include "test_util.h"
+
+namespace fsa::io {
+namespace {
+
+std::string error_of(const std::string& yaml, const std::string& phase = "phase_i") {
+  try {
+    parse_config(phase_document(YAML::Load(yaml), phase), "cfg.yaml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, ReadsTheReferenceLayout) {
+  const auto c = parse_config(YAML::Load(R"(
+random_seed: 1314
+dataset: {name: Cifar10-LT, kwargs: {im: 50}}
+model: {name: resnet32, kwargs: {pretrained: false}}
+phase: train
+train:
+  num_epoch: 40
+  batch_size: 128
+  loss: SoftmaxCrossEntropy
+  optimizer: {name: SGD, kwargs: {lr: 0.0005, momentum: 0.9}}
+  lr_scheduler: {name: StepLR, kwargs: {step_size: 150, gamma: 1}}
+  gradient_clip: null
+test: {batch_size: 128, loss: SoftmaxCrossEntropy}
+finetune: {Nt: 16, Na: 3, Nf: 3, ts: 0.8, tg: 0.2}
+checkpoint: {path: checkpoints/, load_checkpoint: a.pt, save_checkpoint_interval: 5}
+log: {path: log/, log_interval: 200}
+tensorboard: {path: run_summary/}
+feature: {path: feature/, cam_layers: 'layer3'}
+)"), "ref.yaml");
+  EXPECT_EQ(*c.random_seed, 1314u);
+  EXPECT_EQ(c.dataset.imbalance_factor, 50);
+  EXPECT_EQ(c.train.optimizer.lr, 0.0005);
+  EXPECT_EQ(c.train.lr_scheduler.name, "StepLR");
+  EXPECT_EQ(c.train.lr_scheduler.step_size, 150);
+  EXPECT_FALSE(c.train.gradient_clip.has_value());
+  EXPECT_EQ(c.checkpoint.load_checkpoint, "a.pt");
+  EXPECT_EQ(c.feature.cam_layer, "layer3");
+  EXPECT_EQ(c.finetune.Na, 3);
+}
+
+TEST(Config, UnknownKeyAndWrongTypeNameKeyAndFile) {
+  auto e = error_of("train: {num_epochs: 3}");
+  EXPECT_NE(e.find("cfg.yaml"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown key 'train.num_epochs'"), std::string::npos) << e;
+  e = error_of("train: {batch_size: many}");
+  EXPECT_NE(e.find("'train.batch_size'"), std::string::npos) << e;
+  EXPECT_NE(e.find("many"), std::string::npos) << e;
+  e = error_of("dataset: {kwargs: {im: -10}}");
+  EXPECT_NE(e.find("dataset.kwargs.im"), std::string::npos) << e;
+  e = error_of("finetune: {ts: 0.1, tg: 0.2}");
+  EXPECT_NE(e.find("finetune.ts"), std::string::npos) << e;
+  e = error_of("train: {optimizer: {name: Lion}}");
+  EXPECT_NE(e.find("train.optimizer.name"), std::string::npos) << e;
+  e = error_of("train: {optimizer: {name: SGD, kwargs: {betas: [0.9, 0.99]}}}");
+  EXPECT_NE(e.find("train.optimizer.kwargs.betas"), std::string::npos) << e;
+  e = error_of("feature: {cam_layers: 'layer2, layer3'}");
+  EXPECT_NE(e.find("feature.cam_layers"), std::string::npos) << e;
+  e = error_of("train: 5");
+  EXPECT_NE(e.find("train"), std::string::npos) << e;
+  EXPECT_EQ(error_of("train: {num_epoch: 3}"), "");
+}
+
+TEST(Config, PipelineMergesTopLevelUnderEachPhaseAndOverridesApply) {
+  auto doc = YAML::Load(R"(
+random_seed: 3
+dataset: {name: CIFAR-10-LT, root: /data, kwargs: {im: 100}}
+train: {batch_size: 64}
+phase_i: {train: {num_epoch: 200}}
+phase_iii: {train: {num_epoch: 40, optimizer: {name: SGD, kwargs: {lr: 0.0005}}}}
+)");
+  ASSERT_TRUE(is_pipeline(doc));
+  apply_overrides(doc, {"phase_i.train.num_epoch=2", "dataset.kwargs.im=10",
+                        "phase_ii.feature.store=true"});
+  const auto p = parse_pipeline(doc, "p.yaml");
+  EXPECT_EQ(p.phase_i.train.num_epoch, 2);
+  EXPECT_EQ(p.phase_i.train.batch_size, 64);
+  EXPECT_EQ(p.phase_iii.train.num_epoch, 40);
+  EXPECT_EQ(p.phase_iii.train.optimizer.lr, 0.0005);
+  EXPECT_EQ(p.phase_iii.dataset.imbalance_factor, 10);
+  EXPECT_TRUE(p.phase_ii.feature.store);
+  EXPECT_FALSE(p.phase_i.feature.store);
+  EXPECT_THROW(apply_overrides(doc, {"no_equals_sign"}), ConfigError);
+  EXPECT_THROW(apply_overrides(doc, {"random_seed.x=1"}), ConfigError);
+}
+
+TEST(Config, ResolvedYamlReadsBackToTheSameConfig) {
+  auto c = parse_config(YAML::Load("train: {num_epoch: 7, optimizer: {name: AdamW, kwargs: "
+                                   "{lr: 0.00001, eps: 6.0e-7, weight_decay: 0.01}}}"),
+                        "a.yaml");
+  const auto again = parse_config(YAML::Load(to_yaml(c)), "resolved.yaml");
+  EXPECT_EQ(to_yaml(again), to_yaml(c));
+  EXPECT_EQ(again.train.optimizer.eps, 6.0e-7);
+  EXPECT_EQ(again.train.num_epoch, 7);
+}
+
+TEST(Config, MissingAndMalformedFilesNameTheFile) {
+  fsa::testing::TempDir dir;
+  try {
+    load_yaml_file(dir / "missing.yaml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.yaml"), std::string::npos);
+  }
+  fsa::testing::write_bytes(dir / "bad.yaml", {'a', ':', ' ', '[', '1', '\n'});
+  try {
+    load_yaml_file(dir / "bad.yaml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.yaml"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("line"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Config, ShippedConfigsParse) {
+  for (const auto& entry : std::filesystem::directory_iterator(FSA_SOURCE_DIR "/configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    auto doc = load_yaml_file(entry.path().string());
+    EXPECT_NO_THROW(parse_pipeline(doc, entry.path().string())) << entry.path();
+  }
+}
+
+}  // namespace
+}  // namespace fsa::io

@@ -1,0 +1,86 @@
+// Helpers for tests: temporary folders and small synthetic datasets.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <opencv2/imgcodecs.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace fsa::testing {
+
+/// A fresh folder under the system temp dir, removed at destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "fsa_test_XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+}
+
+/// Writes root/{train,test}/<class>/NNNN.png: 32×32 RGB images whose class is
+/// visible (a bright square at a class-specific place on noise), so a small
+/// network learns them in a few epochs. train_counts[c] images of class c.
+inline void make_image_folder(const std::string& root, const std::vector<int>& train_counts,
+                              int test_per_class, uint32_t seed = 1) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> noise(0, 60);
+  auto write_split = [&](const std::string& split, int c, int count) {
+    const auto dir = root + "/" + split + "/class_" + std::to_string(c);
+    std::filesystem::create_directories(dir);
+    for (int i = 0; i < count; ++i) {
+      cv::Mat img(32, 32, CV_8UC3);
+      for (int y = 0; y < 32; ++y) {
+        for (int x = 0; x < 32; ++x) {
+          img.at<cv::Vec3b>(y, x) = cv::Vec3b(noise(rng), noise(rng), noise(rng));
+        }
+      }
+      const int oy = 4 + (c % 3) * 8, ox = 4 + (c / 3) * 8;
+      for (int y = oy; y < oy + 8; ++y) {
+        for (int x = ox; x < ox + 8; ++x) {
+          img.at<cv::Vec3b>(y, x) = cv::Vec3b(200 + 10 * (c % 5), 230, 180 + 20 * (c % 4));
+        }
+      }
+      char name[32];
+      std::snprintf(name, sizeof(name), "/%04d.png", i);
+      cv::imwrite(dir + name, img);
+    }
+  };
+  for (size_t c = 0; c < train_counts.size(); ++c) {
+    write_split("train", int(c), train_counts[c]);
+    write_split("test", int(c), test_per_class);
+  }
+}
+
+/// Runs a shell command, returning its exit code; output goes to `log`.
+inline int run_command(const std::string& cmd, const std::string& log) {
+  const int rc = std::system((cmd + " > '" + log + "' 2>&1").c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace fsa::testing

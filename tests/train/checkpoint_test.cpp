@@ -1,0 +1,132 @@
+#include "fsa/train/checkpoint.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <yaml-cpp/yaml.h>
+
+#include "fsa/train/phases.h"
+#include "fsa/train/schedule.h"
+#include "test_util.h"
+
+namespace fsa::train {
+namespace {
+
+using fsa::testing::TempDir;
+
+void take_one_step(models::Backbone& model, torch::optim::Optimizer& opt, int seed) {
+  torch::manual_seed(seed);
+  model.train();
+  auto loss = model.forward(torch::randn({4, 3, 32, 32})).pow(2).mean();
+  opt.zero_grad();
+  loss.backward();
+  opt.step();
+}
+
+TEST(Checkpoint, RoundTripRestoresWeightsAndOptimiser) {
+  TempDir dir;
+  torch::manual_seed(0);
+  auto a = models::make_model("resnet20", 5);
+  io::OptimizerConfig o;
+  o.momentum = 0.9;
+  auto opt_a = make_optimizer(o, a->parameters());
+  take_one_step(*a, *opt_a, 1);
+  CheckpointInfo info;
+  info.phase = "phase_i";
+  info.epoch = 7;
+  info.best_acc1 = 0.5;
+  info.history = "[]";
+  save_checkpoint(dir / "c.pt", *a, opt_a.get(), info);
+
+  torch::manual_seed(99);
+  auto b = models::make_model("resnet20", 5);
+  auto opt_b = make_optimizer(o, b->parameters());
+  const auto read = load_checkpoint(dir / "c.pt", *b, opt_b.get());
+  EXPECT_EQ(read.epoch, 7);
+  EXPECT_EQ(read.best_acc1, 0.5);
+  EXPECT_EQ(read.arch, "resnet20");
+  for (const auto& p : a->named_parameters()) {
+    EXPECT_TRUE(torch::equal(p.value(), b->named_parameters()[p.key()])) << p.key();
+  }
+  for (const auto& p : a->named_buffers()) {
+    EXPECT_TRUE(torch::equal(p.value(), b->named_buffers()[p.key()])) << p.key();
+  }
+  // Same momentum buffers ⇒ the next step moves both models identically.
+  take_one_step(*a, *opt_a, 2);
+  take_one_step(*b, *opt_b, 2);
+  for (const auto& p : a->named_parameters()) {
+    EXPECT_TRUE(torch::allclose(p.value(), b->named_parameters()[p.key()], 0, 1e-7)) << p.key();
+  }
+}
+
+TEST(Checkpoint, TruncatedMissingAndMismatchedAreClearErrors) {
+  TempDir dir;
+  auto m = models::make_model("resnet20", 5);
+  CheckpointInfo info;
+  info.phase = "phase_i";
+  save_checkpoint(dir / "c.pt", *m, nullptr, info);
+  auto bytes = fsa::testing::read_text(dir / "c.pt");
+  fsa::testing::write_bytes(dir / "cut.pt",
+                            std::vector<uint8_t>(bytes.begin(), bytes.begin() + bytes.size() / 2));
+  try {
+    load_checkpoint(dir / "cut.pt", *m, nullptr);
+    FAIL();
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("cut.pt"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_checkpoint(dir / "none.pt", *m, nullptr), CheckpointError);
+  auto other = models::make_model("resnet20", 6);
+  EXPECT_THROW(load_checkpoint(dir / "c.pt", *other, nullptr), CheckpointError);
+  // No temporary file is left beside the checkpoint.
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) files += e.exists();
+  EXPECT_EQ(files, 2);
+}
+
+io::Config tiny_config(const std::string& root) {
+  auto cfg = io::parse_config(YAML::Load(R"(
+random_seed: 11
+threads: 2
+dataset: {name: ImageFolder-LT, kwargs: {im: 4}}
+model: {name: resnet20}
+train:
+  batch_size: 16
+  num_epoch: 3
+  optimizer: {name: SGD, kwargs: {lr: 0.05, momentum: 0.9, weight_decay: 0.0005}}
+  lr_scheduler: {name: warmup, kwargs: {warmup_epochs: 1, milestones: [2], gamma: 0.1}}
+test: {batch_size: 32}
+)"), "tiny.yaml");
+  cfg.dataset.root = root;
+  return cfg;
+}
+
+TEST(Checkpoint, ResumeContinuesAtTheRightEpochAndMatchesAnUninterruptedRun) {
+  TempDir dir;
+  fsa::testing::make_image_folder(dir / "data", {24, 16, 10, 6}, 4);
+  auto cfg = tiny_config(dir / "data");
+  auto ws = make_workspace(cfg);
+  const auto full = run_phase_i(cfg, ws, dir / "full");
+
+  auto first = cfg;
+  first.train.num_epoch = 2;
+  run_phase_i(first, ws, dir / "part");
+  EXPECT_EQ(read_checkpoint_info(dir / "part/checkpoints/last.pt").epoch, 2);
+  auto rest = cfg;
+  rest.checkpoint.resume = dir / "part/checkpoints/last.pt";
+  const auto resumed = run_phase_i(rest, ws, dir / "part");
+  const auto info = read_checkpoint_info(dir / "part/checkpoints/last.pt");
+  EXPECT_EQ(info.epoch, 3);
+  ASSERT_EQ(resumed.metrics["history"].size(), 3u);
+  EXPECT_EQ(resumed.metrics["history"][2]["epoch"], 3);
+
+  auto a = models::make_model("resnet20", 4), b = models::make_model("resnet20", 4);
+  load_checkpoint(full.checkpoint, *a, nullptr);
+  load_checkpoint(resumed.checkpoint, *b, nullptr);
+  for (const auto& p : a->named_parameters()) {
+    EXPECT_TRUE(torch::allclose(p.value(), b->named_parameters()[p.key()], 1e-4, 1e-5))
+        << p.key();
+  }
+  EXPECT_NEAR(full.report.top1, resumed.report.top1, 1e-9);
+}
+
+}  // namespace
+}  // namespace fsa::train
