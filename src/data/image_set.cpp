@@ -7,8 +7,10 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#ifndef FSA_NO_OPENCV
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#endif
 #include <mutex>
 #include <thread>
 
@@ -218,6 +220,14 @@ std::vector<FileSample> list_image_folder(const std::string& dir,
   return samples;
 }
 
+#ifdef FSA_NO_OPENCV
+ImageSet decode_images(const std::vector<FileSample>& samples, const std::vector<std::string>&,
+                       int) {
+  throw DataError(fmt::format("cannot decode '{}': this fsa was built without OpenCV "
+                              "(FSA_WITH_OPENCV=OFF); use CIFAR binary or IDX data",
+                              samples.empty() ? std::string("images") : samples[0].path));
+}
+#else
 ImageSet decode_images(const std::vector<FileSample>& samples,
                        const std::vector<std::string>& class_names, int threads) {
   const int64_t n = static_cast<int64_t>(samples.size());
@@ -267,5 +277,7 @@ ImageSet decode_images(const std::vector<FileSample>& samples,
   if (!error.empty()) throw DataError(error);
   return ImageSet{images, labels, class_names};
 }
+
+#endif  // FSA_NO_OPENCV
 
 }  // namespace fsa::data

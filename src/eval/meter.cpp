@@ -17,20 +17,26 @@ void AccuracyMeter::update(const torch::Tensor& logits_or_predictions,
                            const torch::Tensor& targets) {
   auto pred = logits_or_predictions.dim() == 2 ? logits_or_predictions.argmax(1)
                                                : logits_or_predictions;
-  pred = pred.to(torch::kCPU, torch::kInt64);
-  auto t = targets.to(torch::kCPU, torch::kInt64);
+  pred = pred.to(torch::kInt64);
+  auto t = targets.to(pred.device(), torch::kInt64);
   if (pred.numel() != t.numel()) {
     throw std::invalid_argument(fmt::format("AccuracyMeter: {} predictions for {} targets",
                                             pred.numel(), t.numel()));
   }
   if (t.numel() == 0) return;
-  if (t.min().item<int64_t>() < 0 || t.max().item<int64_t>() >= num_classes_ ||
-      pred.min().item<int64_t>() < 0 || pred.max().item<int64_t>() >= num_classes_) {
+  // On a GPU the counts stay there (no host round trip per batch); targets
+  // were checked when the data was read, predictions come from argmax.
+  if (pred.device().is_cpu() &&
+      (t.min().item<int64_t>() < 0 || t.max().item<int64_t>() >= num_classes_ ||
+       pred.min().item<int64_t>() < 0 || pred.max().item<int64_t>() >= num_classes_)) {
     throw std::invalid_argument(fmt::format("AccuracyMeter: a class outside [0, {})",
                                             num_classes_));
   }
+  if (confusion_.device() != pred.device()) confusion_ = confusion_.to(pred.device());
   confusion_.view(-1).index_add_(0, t * num_classes_ + pred, torch::ones_like(t));
 }
+
+torch::Tensor AccuracyMeter::confusion() const { return confusion_.cpu(); }
 
 int64_t AccuracyMeter::count() const { return confusion_.sum().item<int64_t>(); }
 
@@ -41,7 +47,8 @@ double AccuracyMeter::top1() const {
 
 std::vector<double> AccuracyMeter::per_class() const {
   std::vector<double> out(num_classes_);
-  auto c = confusion_.accessor<int64_t, 2>();
+  const auto cpu = confusion();
+  auto c = cpu.accessor<int64_t, 2>();
   for (int64_t i = 0; i < num_classes_; ++i) {
     int64_t row = 0;
     for (int64_t j = 0; j < num_classes_; ++j) row += c[i][j];
@@ -51,7 +58,8 @@ std::vector<double> AccuracyMeter::per_class() const {
 }
 
 std::optional<double> AccuracyMeter::group(const std::vector<bool>& classes) const {
-  auto c = confusion_.accessor<int64_t, 2>();
+  const auto cpu = confusion();
+  auto c = cpu.accessor<int64_t, 2>();
   int64_t correct = 0, total = 0;
   for (int64_t i = 0; i < num_classes_; ++i) {
     if (!classes.at(i)) continue;
@@ -82,7 +90,7 @@ Report make_report(const AccuracyMeter& meter, const std::vector<int64_t>& train
   r.medium = meter.group(medium);
   r.few = meter.group(few);
   r.loss = loss;
-  r.confusion = meter.confusion().clone();
+  r.confusion = meter.confusion();
   return r;
 }
 

@@ -55,13 +55,29 @@ std::shared_ptr<models::Backbone> build_model(const io::Config& cfg, const Works
   return model;
 }
 
-void check_finite(const torch::Tensor& loss, const std::string& phase, int64_t epoch,
-                  int64_t batch) {
-  const double v = loss.item<double>();
-  if (!std::isfinite(v)) {
-    throw TrainingError(fmt::format("{}: the loss became {} at epoch {}, batch {}; training "
-                                    "diverged (try a lower train.optimizer.kwargs.lr or "
-                                    "train.gradient_clip)", phase, v, epoch, batch));
+RunningStats::RunningStats(torch::Device device, std::string phase, int64_t epoch)
+    : phase_(std::move(phase)), epoch_(epoch), sync_every_(device.is_cuda() ? 20 : 1),
+      loss_sum_(torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device))),
+      correct_(torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device))) {}
+
+void RunningStats::add(const torch::Tensor& loss, const torch::Tensor& logits,
+                       const torch::Tensor& targets, int64_t batch) {
+  const auto n = targets.size(0);
+  loss_sum_ += loss.detach().to(torch::kFloat64) * n;
+  correct_ += logits.detach().argmax(1).eq(targets).sum();
+  seen_ += n;
+  if (batch % sync_every_ == 0) sync(batch);
+}
+
+void RunningStats::sync(int64_t batch) {
+  host_loss_ = loss_sum_.item<double>();
+  host_correct_ = correct_.item<int64_t>();
+  host_seen_ = seen_;
+  if (!std::isfinite(host_loss_)) {
+    throw TrainingError(fmt::format(
+        "{}: the loss became {} at epoch {}, by batch {}; training diverged (try a lower "
+        "train.optimizer.kwargs.lr or set train.gradient_clip)", phase_, host_loss_, epoch_,
+        batch));
   }
 }
 
@@ -129,6 +145,8 @@ Workspace make_workspace(const io::Config& cfg) {
   ws.data = data::load_long_tail_dataset(cfg.dataset, cfg.finetune, ws.seed, threads);
   detail::build_model(cfg, ws);  // an unknown model or CAM layer fails here, before any output
   if (ws.device.is_cuda()) {
+    // Fixed shapes every batch: let cuDNN pick the fastest convolution once.
+    at::globalContext().setBenchmarkCuDNN(true);
     ws.data.train.images = ws.data.train.images.to(ws.device);
     ws.data.test.images = ws.data.test.images.to(ws.device);
   }
@@ -146,19 +164,20 @@ eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
   torch::NoGradGuard no_grad;
   model.eval();
   eval::AccuracyMeter meter(train.num_classes());
-  double loss_sum = 0;
+  auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
   const auto n = test.size();
+  auto labels = test.labels.to(device);
   for (int64_t start = 0; start < n; start += batch_size) {
     const auto len = std::min(batch_size, n - start);
     auto x = data::normalize(test.images.narrow(0, start, len).to(device), train.mean, train.std);
-    auto y = test.labels.narrow(0, start, len).to(device);
+    auto y = labels.narrow(0, start, len);
     auto logits = model.forward(x);
     loss_sum += torch::nn::functional::cross_entropy(
-                    logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(
-                                   torch::kSum)).item<double>();
+        logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     meter.update(logits, y);
   }
-  return eval::make_report(meter, train.class_counts, train.head, n ? loss_sum / n : 0.0);
+  return eval::make_report(meter, train.class_counts, train.head,
+                           n ? loss_sum.item<double>() / n : 0.0);
 }
 
 nlohmann::json report_json(const eval::Report& r, const std::vector<int64_t>& class_counts) {

@@ -32,13 +32,32 @@ void write_json(const std::string& path, const nlohmann::json& j);
 /// The configured network for the workspace's data, on the workspace device.
 std::shared_ptr<models::Backbone> build_model(const io::Config& cfg, const Workspace& ws);
 
-/// Throws TrainingError if `loss` is not finite.
-void check_finite(const torch::Tensor& loss, const std::string& phase, int64_t epoch,
-                  int64_t batch);
-
 /// The fingerprint as a pickle-able dict, and back.
 c10::impl::GenericDict fingerprint_dict(const data::Fingerprint& f);
 data::Fingerprint fingerprint_from(const c10::impl::GenericDict& d);
+
+/// Running loss and accuracy of an epoch's batches, accumulated on the
+/// device. Host copies are refreshed every batch on the CPU and every few
+/// batches on a GPU, so the GPU never waits for the host; a non-finite loss
+/// is caught at the next refresh (naming the batch) and throws TrainingError.
+class RunningStats {
+ public:
+  RunningStats(torch::Device device, std::string phase, int64_t epoch);
+  /// Adds one batch (1-based index `batch`): its mean loss, logits and targets.
+  void add(const torch::Tensor& loss, const torch::Tensor& logits, const torch::Tensor& targets,
+           int64_t batch);
+  /// Refreshes the host copies now (call after the last batch).
+  void sync(int64_t batch);
+  double mean_loss() const { return seen_ ? host_loss_ / double(host_seen_) : 0.0; }
+  double accuracy() const { return seen_ ? double(host_correct_) / double(host_seen_) : 0.0; }
+
+ private:
+  std::string phase_;
+  int64_t epoch_, sync_every_;
+  torch::Tensor loss_sum_, correct_;
+  int64_t seen_ = 0, host_seen_ = 0, host_correct_ = 0;
+  double host_loss_ = 0;
+};
 
 /// A console progress report for one epoch's batches, in the configured mode.
 std::unique_ptr<io::Progress> make_progress(const io::Config& cfg, const std::string& label,

@@ -51,8 +51,7 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
     auto gen = detail::epoch_generator(ws.seed, 1, epoch);
     auto order = torch::randperm(n, gen, torch::kInt64).to(ws.device);
     model->train();
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0;
+    detail::RunningStats stats(ws.device, "phase_i", epoch + 1);
     auto progress = detail::make_progress(
         cfg, fmt::format("phase_i epoch {}/{}", epoch + 1, cfg.train.num_epoch), batches);
     for (int64_t b = 0; b < batches; ++b) {
@@ -69,21 +68,19 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
         torch::nn::utils::clip_grad_norm_(model->parameters(), *cfg.train.gradient_clip);
       }
       optimizer->step();
-      const double l = loss.item<double>();
-      if (!std::isfinite(l)) detail::check_finite(loss, "phase_i", epoch + 1, b + 1);
-      loss_sum += l * len;
-      seen += len;
-      correct += logits.argmax(1).eq(y).sum().item<int64_t>();
-      progress->update(b + 1, len, {{"loss", loss_sum / seen}, {"acc", double(correct) / seen}});
+      stats.add(loss, logits, y, b + 1);
+      progress->update(b + 1, len, {{"loss", stats.mean_loss()}, {"acc", stats.accuracy()}});
       if ((b + 1) % cfg.log.log_interval == 0) {
-        spdlog::debug("phase_i epoch {} batch {}/{}: loss {:.4f}", epoch + 1, b + 1, batches, l);
+        spdlog::debug("phase_i epoch {} batch {}/{}: running loss {:.4f}", epoch + 1, b + 1,
+                      batches, stats.mean_loss());
       }
     }
+    stats.sync(batches);
     progress->finish();
     auto report = evaluate(*model, ws.data.test, ws.data, ws.device, cfg.test.batch_size);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    keeper.end_epoch(epoch, lr, loss_sum / n, double(correct) / n, report, secs);
+    keeper.end_epoch(epoch, lr, stats.mean_loss(), stats.accuracy(), report, secs);
   }
 
   PhaseResult result;

@@ -146,7 +146,8 @@ eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& feature
                            const Workspace& ws, const std::string& layer, int64_t batch) {
   torch::NoGradGuard no_grad;
   eval::AccuracyMeter meter(ws.data.num_classes());
-  double loss_sum = 0;
+  auto loss_sum =
+      torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(ws.device));
   const auto n = features.size(0);
   auto labels = ws.data.test.labels.to(ws.device);
   for (int64_t s = 0; s < n; s += batch) {
@@ -154,11 +155,11 @@ eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& feature
     auto logits = model.head(features.narrow(0, s, len), layer);
     auto y = labels.narrow(0, s, len);
     loss_sum += torch::nn::functional::cross_entropy(
-                    logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(
-                                   torch::kSum)).item<double>();
+        logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     meter.update(logits, y);
   }
-  return eval::make_report(meter, ws.data.class_counts, ws.data.head, n ? loss_sum / n : 0.0);
+  return eval::make_report(meter, ws.data.class_counts, ws.data.head,
+                           n ? loss_sum.item<double>() / n : 0.0);
 }
 
 }  // namespace
@@ -225,8 +226,7 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
     std::vector<int64_t> order = tail;
     std::shuffle(order.begin(), order.end(), rng);
     model->set_finetune_mode(layer);
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0;
+    detail::RunningStats stats(ws.device, "phase_iii", epoch + 1);
     auto progress = detail::make_progress(
         cfg, fmt::format("phase_iii epoch {}/{}", epoch + 1, cfg.train.num_epoch), batches);
     for (int64_t b = 0; b < batches; ++b) {
@@ -274,23 +274,20 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
         torch::nn::utils::clip_grad_norm_(model->head_parameters(layer), *cfg.train.gradient_clip);
       }
       optimizer->step();
-      const double l = loss.item<double>();
-      if (!std::isfinite(l)) detail::check_finite(loss, "phase_iii", epoch + 1, b + 1);
-      loss_sum += l * batch_labels.size(0);
-      seen += batch_labels.size(0);
-      correct += logits.argmax(1).eq(batch_labels).sum().item<int64_t>();
-      progress->update(b + 1, n_tail, {{"loss", loss_sum / seen}, {"acc", double(correct) / seen}});
+      stats.add(loss, logits, batch_labels, b + 1);
+      progress->update(b + 1, n_tail, {{"loss", stats.mean_loss()}, {"acc", stats.accuracy()}});
       if ((b + 1) % cfg.log.log_interval == 0) {
-        spdlog::debug("phase_iii epoch {} batch {}/{}: loss {:.4f}", epoch + 1, b + 1, batches, l);
+        spdlog::debug("phase_iii epoch {} batch {}/{}: running loss {:.4f}", epoch + 1, b + 1,
+                      batches, stats.mean_loss());
       }
     }
+    stats.sync(batches);
     progress->finish();
     model->eval();
     auto report = evaluate_head(*model, test_maps, ws, layer, cfg.test.batch_size);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    keeper.end_epoch(epoch, lr, loss_sum / std::max<int64_t>(seen, 1),
-                     double(correct) / std::max<int64_t>(seen, 1), report, secs);
+    keeper.end_epoch(epoch, lr, stats.mean_loss(), stats.accuracy(), report, secs);
   }
 
   PhaseResult result;

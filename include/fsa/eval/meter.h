@@ -26,8 +26,9 @@ class AccuracyMeter {
   /// Accuracy over the images whose true class is in `classes` (mask of C);
   /// nullopt if no such image was seen.
   std::optional<double> group(const std::vector<bool>& classes) const;
-  /// rows: true class, columns: predicted class; int64 [C, C].
-  const torch::Tensor& confusion() const { return confusion_; }
+  /// rows: true class, columns: predicted class; int64 [C, C] on the CPU
+  /// (counts accumulate on the device of the predictions).
+  torch::Tensor confusion() const;
 
  private:
   int64_t num_classes_;

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# One prepared GPU session (issue 5): builds fsa against the machine's CUDA
+# LibTorch (from its Python torch), then in one go measures
+#   1. the full reference CIFAR-10-LT schedule at IF 100 as one `fsa run --device cuda`,
+#   2. PyTorch's eager training images/s for the same model (bench/pytorch_reference.py),
+#   3. `fsa bench --device cuda`.
+# Needs, carried in .dev/: debs/*.deb (Debian 12's yaml-cpp, CLI11, spdlog, fmt,
+# nlohmann-json, protobuf, zlib -dev packages and their libraries) and
+# cifar10-jpeg.tar.gz. Writes logs and JSON under $OUT (default ./gpu_out).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu_out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu_check.log") 2>&1
+t_start=$(date +%s)
+stamp() { echo "== $(( $(date +%s) - t_start ))s: $*"; }
+
+stamp "machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+nproc
+
+stamp "unpack Debian packages"
+D=/tmp/fsa_deps
+mkdir -p "$D"
+for f in .dev/debs/*.deb; do dpkg -x "$f" "$D"; done
+# Debian's libz.so points at /lib/...so.1.2.13; use this machine's zlib instead.
+ln -sf "$(ls /usr/lib/x86_64-linux-gnu/libz.so.1* /lib/x86_64-linux-gnu/libz.so.1* 2>/dev/null | head -1)" \
+  "$D/usr/lib/x86_64-linux-gnu/libz.so"
+export LD_LIBRARY_PATH="$D/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+export PATH="$D/usr/bin:$PATH"
+
+stamp "configure"
+torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DFSA_WITH_OPENCV=OFF \
+  -DFSA_BUILD_TESTS=OFF -DCMAKE_PREFIX_PATH="$torch_prefix;$D/usr" \
+  -DProtobuf_PROTOC_EXECUTABLE="$D/usr/bin/protoc" -DProtobuf_INCLUDE_DIR="$D/usr/include" \
+  -DProtobuf_LIBRARY="$D/usr/lib/x86_64-linux-gnu/libprotobuf.so" \
+  -DZLIB_INCLUDE_DIR="$D/usr/include" -DZLIB_LIBRARY="$D/usr/lib/x86_64-linux-gnu/libz.so" \
+  -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 > "$OUT/configure.log" 2>&1
+rc=$?
+tail -n 30 "$OUT/configure.log"
+[ $rc -eq 0 ] || { stamp "configure failed"; exit 1; }
+stamp "build"
+cmake --build build-gpu -j "$(nproc)" > "$OUT/build.log" 2>&1
+rc=$?
+grep -E "error|Error" "$OUT/build.log" | head -30
+[ $rc -eq 0 ] || { tail -n 40 "$OUT/build.log"; stamp "build failed"; exit 1; }
+./build-gpu/fsa --version
+
+stamp "CIFAR-10 JPEG -> binary"
+mkdir -p /tmp/c10jpg && tar xzf .dev/cifar10-jpeg.tar.gz -C /tmp/c10jpg
+root=$(dirname "$(find /tmp/c10jpg -maxdepth 3 -type d -name train | head -1)")
+python3 scripts/jpeg_folder_to_cifar_bin.py "$root" /tmp/c10bin
+
+stamp "PyTorch eager reference, ResNet-32, batch 128"
+timeout 120 python3 bench/pytorch_reference.py --device cuda --depth 32 --epochs 4 \
+  --json "$OUT/pytorch_reference.json" | tail -n 3
+
+stamp "full reference schedule: CIFAR-10-LT IF 100, ResNet-32, 200 + 40 epochs"
+timer=""; [ -x /usr/bin/time ] && timer="/usr/bin/time -v"
+$timer timeout ${FULL_RUN_TIMEOUT:-330} ./build-gpu/fsa run --quiet --device cuda \
+  --config configs/cifar10_lt_resnet32_im100.yaml --set dataset.root=/tmp/c10bin \
+  --out /tmp/c10_full > "$OUT/full_run.log" 2> "$OUT/full_run.time"
+echo "rc=$?"
+tail -n 32 "$OUT/full_run.log"
+grep -E "Elapsed|Maximum resident" "$OUT/full_run.time"
+cp /tmp/c10_full/metrics.json "$OUT/full_run_metrics.json" 2>/dev/null
+
+if ./build-gpu/fsa bench --help > /dev/null 2>&1; then
+  stamp "fsa bench --device cuda"
+  timeout 120 ./build-gpu/fsa bench --device cuda --model resnet32 --batch 128 \
+    --json "$OUT/bench_cuda.json" | tail -n 40
+fi
+stamp "done"
