@@ -29,6 +29,7 @@ ln -sf "$(ls /usr/lib/x86_64-linux-gnu/libz.so.1* /lib/x86_64-linux-gnu/libz.so.
   "$D/usr/lib/x86_64-linux-gnu/libz.so"
 export LD_LIBRARY_PATH="$D/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 export PATH="$D/usr/bin:$PATH"
+[ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
 
 stamp "configure"
 torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
@@ -37,6 +38,7 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DFSA_WITH_OPENCV=OF
   -DProtobuf_PROTOC_EXECUTABLE="$D/usr/bin/protoc" -DProtobuf_INCLUDE_DIR="$D/usr/include" \
   -DProtobuf_LIBRARY="$D/usr/lib/x86_64-linux-gnu/libprotobuf.so" \
   -DZLIB_INCLUDE_DIR="$D/usr/include" -DZLIB_LIBRARY="$D/usr/lib/x86_64-linux-gnu/libz.so" \
+  -DFSA_FIRST_INCLUDE_DIR="$D/usr/include" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
   -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 > "$OUT/configure.log" 2>&1
 rc=$?
 tail -n 30 "$OUT/configure.log"
@@ -45,6 +47,7 @@ stamp "build"
 cmake --build build-gpu -j "$(nproc)" > "$OUT/build.log" 2>&1
 rc=$?
 grep -E "error|Error" "$OUT/build.log" | head -30
+cmake --version | head -1
 [ $rc -eq 0 ] || { tail -n 40 "$OUT/build.log"; stamp "build failed"; exit 1; }
 ./build-gpu/fsa --version
 
@@ -69,7 +72,7 @@ cp /tmp/c10_full/metrics.json "$OUT/full_run_metrics.json" 2>/dev/null
 
 if ./build-gpu/fsa bench --help > /dev/null 2>&1; then
   stamp "fsa bench --device cuda"
-  timeout 120 ./build-gpu/fsa bench --device cuda --model resnet32 --batch 128 \
+  timeout 150 ./build-gpu/fsa bench --device cuda --model resnet32 --batch 128 --iters 10 --warmup 3 \
     --json "$OUT/bench_cuda.json" | tail -n 40
 fi
 stamp "done"
