@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "fsa/io/event_writer.h"
 #include "test_util.h"
 
 namespace {
@@ -88,6 +89,33 @@ TEST_F(Pipeline, RunWritesMetricsThatTestReproduces) {
     EXPECT_TRUE(fs::exists(path("run/") + f)) << f;
   }
   EXPECT_NE(out.find("Phase III"), std::string::npos);
+
+  // Each phase's TensorBoard event file decodes to the per-epoch figures of
+  // metrics.json (stored as float32 there).
+  for (const auto* phase : {"phase_i", "phase_iii"}) {
+    std::string events;
+    for (const auto& e : fs::directory_iterator(path("run/") + phase)) {
+      if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) {
+        events = e.path().string();
+      }
+    }
+    ASSERT_FALSE(events.empty()) << phase;
+    const auto scalars = fsa::io::read_scalar_events(events);
+    const auto& history = m[phase]["history"];
+    int matched = 0;
+    for (const auto& s : scalars) {
+      const auto& epoch = history.at(s.step - 1);
+      const char* key = s.tag == "acc/test"     ? "test_acc"
+                        : s.tag == "loss/train" ? "train_loss"
+                        : s.tag == "lr"         ? "lr"
+                                                : nullptr;
+      if (!key) continue;
+      EXPECT_FLOAT_EQ(static_cast<float>(s.value), epoch[key].get<float>()) << phase << s.tag;
+      ++matched;
+    }
+    EXPECT_EQ(matched, 3 * static_cast<int>(history.size())) << phase;
+  }
+  EXPECT_TRUE(fs::exists(path("run/report.html")));
 
   // The Phase III checkpoint evaluated by `fsa test` gives the reported top-1.
   ASSERT_EQ(fsa("test --config " + path("pipeline.yaml") + " --checkpoint " +
