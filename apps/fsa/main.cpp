@@ -11,8 +11,10 @@
 #include <filesystem>
 #include <iostream>
 
+#include "fsa/bench/bench.h"
 #include "fsa/data/image_set.h"
 #include "fsa/io/config.h"
+#include "fsa/io/files.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/phases.h"
 #include "quickstart_config.h"
@@ -28,6 +30,41 @@ struct CommonOptions {
   std::vector<std::string> overrides;
   bool quiet = false;
 };
+
+/// `fsa bench`: no config file; the measurement's own options.
+struct BenchCommandOptions {
+  fsa::bench::BenchOptions bench;
+  std::string json;
+  bool no_layer2 = false, no_channels_last = false, no_jpeg = false;
+};
+
+void add_bench_options(CLI::App* cmd, BenchCommandOptions& o) {
+  auto& b = o.bench;
+  cmd->add_option("--device", b.device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--model", b.model, "network (resnet20/32/44/56/110)")->capture_default_str();
+  cmd->add_option("--batch", b.batch, "Phase I and Phase III batch")->capture_default_str();
+  cmd->add_option("--test-batch", b.test_batch, "evaluation and Phase II batch")
+      ->capture_default_str();
+  cmd->add_option("--iters", b.iters, "timed iterations per figure (medians)")
+      ->capture_default_str();
+  cmd->add_option("--warmup", b.warmup, "untimed iterations first")->capture_default_str();
+  cmd->add_option("--threads", b.threads, "intra-op threads (0: all hardware threads)")
+      ->capture_default_str();
+  cmd->add_option("--cam-layer", b.cam_layer, "CAM layer of Phase II and III")
+      ->capture_default_str();
+  cmd->add_option("--per-image", b.per_image_count,
+                  "images per iteration of the per-image Phase II baseline")
+      ->capture_default_str();
+  cmd->add_option("--images", b.num_images, "synthetic 32x32 training images in memory")
+      ->capture_default_str();
+  cmd->add_option("--only", b.sections,
+                  "run only these sections: phase_i, eval, phase_ii, phase_iii, data, floor")
+      ->delimiter(',');
+  cmd->add_flag("--no-layer2", o.no_layer2, "skip Phase II at the stage before the CAM layer");
+  cmd->add_flag("--no-channels-last", o.no_channels_last, "skip the channels-last training step");
+  cmd->add_flag("--no-jpeg", o.no_jpeg, "skip JPEG decoding");
+  cmd->add_option("--json", o.json, "write every figure to this JSON file");
+}
 
 void add_common(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--config", o.config, "YAML config (a phase file or a pipeline file)")
@@ -100,6 +137,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "fsa 0.1.0");
 
   CommonOptions train_o, extract_o, finetune_o, test_o, run_o;
+  BenchCommandOptions bench_o;
   std::string resume, extract_ckpt, finetune_ckpt, analysis, test_ckpt;
   bool store = false, offline = false;
 
@@ -127,6 +165,10 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand(
       "run", "all three phases in order (no arguments: the embedded quickstart)");
   add_common(run, run_o);
+
+  auto* bench = app.add_subcommand(
+      "bench", "time every phase against the bare LibTorch work it needs (synthetic data)");
+  add_bench_options(bench, bench_o);
 
   CLI11_PARSE(app, argc, argv);
 
@@ -185,6 +227,17 @@ int main(int argc, char** argv) {
       log_to_folder(dir);
       const auto table = fsa::train::run_pipeline(cfg, ws, dir);
       std::cout << "\n" << table << std::flush;
+    } else if (bench->parsed()) {
+      auto options = bench_o.bench;
+      options.layer2 = !bench_o.no_layer2;
+      options.channels_last = !bench_o.no_channels_last;
+      options.jpeg = !bench_o.no_jpeg;
+      const auto result = fsa::bench::run_bench(options);
+      if (!bench_o.json.empty()) {
+        fsa::io::write_file_atomic(bench_o.json, result.dump(2) + "\n");
+        spdlog::info("bench: figures written to {}", bench_o.json);
+      }
+      std::cout << "\n" << fsa::bench::format_bench(result) << std::flush;
     }
   } catch (const fsa::io::ConfigError& e) {
     spdlog::error("fsa: configuration error: {}", e.what());
