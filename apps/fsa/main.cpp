@@ -15,6 +15,7 @@
 #include "fsa/io/config.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/phases.h"
+#include "fsa/train/visualize.h"
 #include "quickstart_config.h"
 
 namespace fs = std::filesystem;
@@ -99,7 +100,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "fsa 0.1.0");
 
-  CommonOptions train_o, extract_o, finetune_o, test_o, run_o;
+  CommonOptions train_o, extract_o, finetune_o, test_o, run_o, viz_o;
   std::string resume, extract_ckpt, finetune_ckpt, analysis, test_ckpt;
   bool store = false, offline = false;
 
@@ -127,6 +128,23 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand(
       "run", "all three phases in order (no arguments: the embedded quickstart)");
   add_common(run, run_o);
+
+  fsa::train::VisualizeOptions viz;
+  auto* visualize =
+      app.add_subcommand("visualize",
+                         "pictures of class activation maps over images (overlays and contact "
+                         "sheets), or with --fusion of how fused feature maps are made");
+  add_common(visualize, viz_o);
+  visualize->add_option("--checkpoint", viz.checkpoint, "checkpoint to look through")->required();
+  visualize->add_option("--classes", viz.classes, "classes to draw, e.g. 7,8,9 (default: tail)")
+      ->delimiter(',');
+  visualize->add_option("--per-class", viz.per_class, "overlays: images per class (default 8)");
+  visualize->add_option("--split", viz.split, "overlays: train or test (default test)");
+  visualize->add_flag("--fusion", viz.fusion,
+                      "draw fused feature maps instead of overlays (needs --analysis)");
+  visualize->add_option("--analysis", viz.analysis, "Phase II analysis.pt (with --fusion)");
+  visualize->add_option("--fusion-images", viz.fusion_images,
+                        "fusion: tail images, one figure each (default 4)");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -185,6 +203,12 @@ int main(int argc, char** argv) {
       log_to_folder(dir);
       const auto table = fsa::train::run_pipeline(cfg, ws, dir);
       std::cout << "\n" << table << std::flush;
+    } else if (visualize->parsed()) {
+      auto cfg = phase_config(viz_o, "phase_iii");
+      require_file(viz.checkpoint, "--checkpoint");
+      auto ws = fsa::train::make_workspace(cfg);
+      viz.out_dir = out_dir(viz_o, "visualize");
+      fsa::train::run_visualize(cfg, ws, viz);  // validates before it creates the folder
     }
   } catch (const fsa::io::ConfigError& e) {
     spdlog::error("fsa: configuration error: {}", e.what());
