@@ -17,6 +17,7 @@
 #include "fsa/io/files.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/phases.h"
+#include "fsa/train/visualize.h"
 #include "quickstart_config.h"
 
 namespace fs = std::filesystem;
@@ -136,7 +137,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "fsa 0.1.0");
 
-  CommonOptions train_o, extract_o, finetune_o, test_o, run_o;
+  CommonOptions train_o, extract_o, finetune_o, test_o, run_o, viz_o;
   BenchCommandOptions bench_o;
   std::string resume, extract_ckpt, finetune_ckpt, analysis, test_ckpt;
   bool store = false, offline = false;
@@ -169,6 +170,22 @@ int main(int argc, char** argv) {
   auto* bench = app.add_subcommand(
       "bench", "time every phase against the bare LibTorch work it needs (synthetic data)");
   add_bench_options(bench, bench_o);
+  fsa::train::VisualizeOptions viz;
+  auto* visualize =
+      app.add_subcommand("visualize",
+                         "pictures of class activation maps over images (overlays and contact "
+                         "sheets), or with --fusion of how fused feature maps are made");
+  add_common(visualize, viz_o);
+  visualize->add_option("--checkpoint", viz.checkpoint, "checkpoint to look through")->required();
+  visualize->add_option("--classes", viz.classes, "classes to draw, e.g. 7,8,9 (default: tail)")
+      ->delimiter(',');
+  visualize->add_option("--per-class", viz.per_class, "overlays: images per class (default 8)");
+  visualize->add_option("--split", viz.split, "overlays: train or test (default test)");
+  visualize->add_flag("--fusion", viz.fusion,
+                      "draw fused feature maps instead of overlays (needs --analysis)");
+  visualize->add_option("--analysis", viz.analysis, "Phase II analysis.pt (with --fusion)");
+  visualize->add_option("--fusion-images", viz.fusion_images,
+                        "fusion: tail images, one figure each (default 4)");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -238,6 +255,12 @@ int main(int argc, char** argv) {
         spdlog::info("bench: figures written to {}", bench_o.json);
       }
       std::cout << "\n" << fsa::bench::format_bench(result) << std::flush;
+    } else if (visualize->parsed()) {
+      auto cfg = phase_config(viz_o, "phase_iii");
+      require_file(viz.checkpoint, "--checkpoint");
+      auto ws = fsa::train::make_workspace(cfg);
+      viz.out_dir = out_dir(viz_o, "visualize");
+      fsa::train::run_visualize(cfg, ws, viz);  // validates before it creates the folder
     }
   } catch (const fsa::io::ConfigError& e) {
     spdlog::error("fsa: configuration error: {}", e.what());

@@ -8,6 +8,7 @@
 
 #include "fsa/io/files.h"
 #include "fsa/train/phases.h"
+#include "fsa/train/visualize.h"
 #include "internal.h"
 
 namespace fs = std::filesystem;
@@ -75,6 +76,14 @@ std::string run_pipeline(const io::PipelineConfig& cfg_in, Workspace& ws,
   }
   io::write_file_atomic((fs::path(out_dir) / "config.yaml").string(), resolved);
   detail::write_report_safely(out_dir);
+  try {  // CAM overlays of the tail classes; pictures are a bonus, never fatal
+    VisualizeOptions viz;
+    viz.checkpoint = phase_iii.checkpoint;
+    viz.out_dir = out_dir;
+    run_visualize(cfg.phase_iii, ws, viz);
+  } catch (const std::exception& e) {
+    spdlog::warn("overlays not written: {}", e.what());
+  }
   const auto table = format_comparison(phase_i.report, phase_iii.report, ws.data);
   spdlog::info("finished in {}; results in {}\n{}", detail::format_duration(secs), out_dir, table);
   return table;

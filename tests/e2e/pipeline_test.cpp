@@ -83,9 +83,10 @@ TEST_F(Pipeline, RunWritesMetricsThatTestReproduces) {
   // IF 5 over 4 classes from 30 images: floor(30·5^(−i/3)) = 30, 17, 10, 6.
   EXPECT_EQ(m["class_counts"], (std::vector<int64_t>{30, 17, 10, 6}));
   EXPECT_EQ(m["phase_iii"]["history"].size(), 2u);
-  for (const auto* f : {"config.yaml", "log.txt", "phase_i/checkpoints/last.pt",
-                        "phase_ii/analysis.pt", "phase_ii/confusing_classes.txt",
-                        "phase_iii/checkpoints/best.pt"}) {
+  for (const auto* f :
+       {"config.yaml", "log.txt", "phase_i/checkpoints/last.pt", "phase_ii/analysis.pt",
+        "phase_ii/confusing_classes.txt", "phase_iii/checkpoints/best.pt", "contact_3_class_3.png",
+        "overlays/2_class_2/10.png"}) {
     EXPECT_TRUE(fs::exists(path("run/") + f)) << f;
   }
   EXPECT_NE(out.find("Phase III"), std::string::npos);
