@@ -15,6 +15,8 @@
 #include "fsa/data/image_set.h"
 #include "fsa/io/config.h"
 #include "fsa/io/files.h"
+#include "fsa/models/backbone.h"
+#include "fsa/models/summary.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/phases.h"
 #include "fsa/train/visualize.h"
@@ -186,6 +188,17 @@ int main(int argc, char** argv) {
   visualize->add_option("--analysis", viz.analysis, "Phase II analysis.pt (with --fusion)");
   visualize->add_option("--fusion-images", viz.fusion_images,
                         "fusion: tail images, one figure each (default 4)");
+  std::string info_model;
+  int64_t info_classes = 0, info_size = 0;
+  auto* info = app.add_subcommand(
+      "info", "a network's layers, output shapes, parameters and multiply-accumulates");
+  info->add_option("--model", info_model,
+                   "resnet20/32/44/56/110 (CIFAR) or resnet10/18/34/50/101/152 (ImageNet)")
+      ->required();
+  info->add_option("--classes", info_classes, "classes (default: 10 CIFAR, 1000 ImageNet)")
+      ->check(CLI::PositiveNumber);
+  info->add_option("--size", info_size, "input side in pixels (default: 32 CIFAR, 224 ImageNet)")
+      ->check(CLI::PositiveNumber);
 
   CLI11_PARSE(app, argc, argv);
 
@@ -232,6 +245,19 @@ int main(int argc, char** argv) {
       const auto dir = out_dir(test_o, "test");
       log_to_folder(dir);
       fsa::train::run_test(cfg, ws, test_ckpt, dir);
+    } else if (info->parsed()) {
+      std::shared_ptr<fsa::models::Backbone> model;
+      try {
+        model = fsa::models::make_model(info_model, info_classes > 0 ? info_classes : 1);
+        if (info_classes == 0) {
+          model = fsa::models::make_model(info_model, model->input_size() == 224 ? 1000 : 10);
+        }
+      } catch (const std::invalid_argument& e) {
+        throw fsa::io::ConfigError(e.what());
+      }
+      const auto side = info_size > 0 ? info_size : model->input_size();
+      std::cout << fsa::models::format_summary(fsa::models::summarize(*model, side, side))
+                << std::flush;
     } else if (run->parsed()) {
       std::string source;
       auto doc = load_document(run_o, &source);

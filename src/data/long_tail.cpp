@@ -256,10 +256,18 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     from_folder(d.root);
     mean = {0.485, 0.456, 0.406};
     std = {0.229, 0.224, 0.225};
+  } else if (io::is_list_dataset(d.name)) {
+    throw io::ConfigError(fmt::format(
+        "dataset.name '{}' is a list-file dataset: it is read by data::read_list_file and "
+        "streamed by data::Loader, which the training phases do not consume yet; they take "
+        "CIFAR-10-LT, CIFAR-100-LT, Fashion-MNIST-LT, MNIST-LT or ImageFolder-LT",
+        d.name));
   } else {
     throw io::ConfigError(fmt::format(
         "dataset.name '{}' is not known: expected CIFAR-10-LT, CIFAR-100-LT, "
-        "Fashion-MNIST-LT, MNIST-LT or ImageFolder-LT", d.name));
+        "Fashion-MNIST-LT, MNIST-LT, ImageFolder-LT or a list-file dataset (ImageNet-LT, "
+        "Places-LT, iNaturalist-LT, ListFile-LT)",
+        d.name));
   }
 
   if (full_train.labels.defined()) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -190,7 +191,64 @@ YAML::Node merge(const YAML::Node& base, const YAML::Node& over) {
 
 const std::vector<std::string> kPhases{"phase_i", "phase_ii", "phase_iii"};
 
+std::string canonical_dataset_name(const std::string& name) {
+  std::string out;
+  for (char ch : name) {
+    if (ch != '-' && ch != '_' && ch != ' ') out += static_cast<char>(std::tolower(ch));
+  }
+  return out;
+}
+
+/// Classes of the named list-file datasets (0: from the labels).
+int64_t list_dataset_classes(const std::string& name) {
+  const auto n = canonical_dataset_name(name);
+  if (n == "imagenetlt") return 1000;
+  if (n == "placeslt") return 365;
+  if (n == "inaturalistlt") return 8142;  // iNaturalist 2018
+  return 0;
+}
+
+/// The keys of list-file datasets; any of them on another dataset is an error.
+void parse_list_dataset(MapReader& d, DatasetConfig& ds) {
+  const std::vector<std::string> keys{"train_list",  "val_list",    "test_list",
+                                      "num_classes", "num_workers", "transform"};
+  if (!is_list_dataset(ds.name)) {
+    for (const auto& key : keys) {
+      if (d.has(key)) {
+        d.fail(join_key("dataset", key),
+               fmt::format("no value: '{}' is not a list-file dataset (ImageNet-LT, Places-LT, "
+                           "iNaturalist-LT, ListFile-LT)",
+                           ds.name));
+      }
+    }
+    return;
+  }
+  ds.train_list = d.get_string("train_list", ds.train_list);
+  ds.val_list = d.get_string("val_list", ds.val_list);
+  ds.test_list = d.get_string("test_list", ds.test_list);
+  if (ds.train_list.empty()) d.fail("dataset.train_list", "the training split list");
+  if (ds.test_list.empty()) d.fail("dataset.test_list", "the test split list");
+  ds.num_classes = d.get_int("num_classes", list_dataset_classes(ds.name), 0);
+  ds.num_workers = d.get_int("num_workers", ds.num_workers, 0);
+  auto t = d.child("transform");
+  ds.transform.crop_size = t.get_int("crop_size", ds.transform.crop_size, 1);
+  ds.transform.resize_size = t.get_int("resize_size", ds.transform.resize_size, 1);
+  if (ds.transform.resize_size < ds.transform.crop_size) {
+    t.fail("dataset.transform.resize_size",
+           fmt::format("a size >= crop_size {}, got {}", ds.transform.crop_size,
+                       ds.transform.resize_size));
+  }
+  ds.transform.color_jitter = t.get_double("color_jitter", ds.transform.color_jitter);
+  if (ds.transform.color_jitter < 0) t.fail("dataset.transform.color_jitter", "a number >= 0");
+  t.finish();
+}
+
 }  // namespace
+
+bool is_list_dataset(const std::string& name) {
+  const auto n = canonical_dataset_name(name);
+  return n == "imagenetlt" || n == "placeslt" || n == "inaturalistlt" || n == "listfilelt";
+}
 
 YAML::Node load_yaml_file(const std::string& path) {
   if (!std::filesystem::exists(path)) {
@@ -304,6 +362,7 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
     }
     n.finish();
     c.dataset.max_test_per_class = d.get_int("max_test_per_class", 0, 0);
+    parse_list_dataset(d, c.dataset);
     d.finish();
   }
   {
@@ -459,6 +518,19 @@ std::string to_yaml(const Config& c) {
   e << YAML::Key << "std" << YAML::Value << YAML::Flow << c.dataset.std;
   e << YAML::EndMap;
   e << YAML::Key << "max_test_per_class" << YAML::Value << c.dataset.max_test_per_class;
+  if (is_list_dataset(c.dataset.name)) {
+    const auto& d = c.dataset;
+    e << YAML::Key << "train_list" << YAML::Value << d.train_list;
+    e << YAML::Key << "val_list" << YAML::Value << d.val_list;
+    e << YAML::Key << "test_list" << YAML::Value << d.test_list;
+    e << YAML::Key << "num_classes" << YAML::Value << d.num_classes;
+    e << YAML::Key << "num_workers" << YAML::Value << d.num_workers;
+    e << YAML::Key << "transform" << YAML::Value << YAML::BeginMap;
+    e << YAML::Key << "crop_size" << YAML::Value << d.transform.crop_size;
+    e << YAML::Key << "resize_size" << YAML::Value << d.transform.resize_size;
+    e << YAML::Key << "color_jitter" << YAML::Value << d.transform.color_jitter;
+    e << YAML::EndMap;
+  }
   e << YAML::EndMap;
   e << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "name"
     << YAML::Value << c.model.name << YAML::EndMap;

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "fsa/models/cifar_resnet.h"
+#include "fsa/models/imagenet_resnet.h"
 
 namespace fsa::models {
 
@@ -20,6 +21,7 @@ void Backbone::add_stage(const std::string& name, torch::nn::Sequential stage,
 
 void Backbone::set_classifier(const std::string& name, torch::nn::Linear fc) {
   fc_ = register_module(name, fc);
+  classifier_name_ = name;
 }
 
 size_t Backbone::stage_index(const std::string& cam_layer) const {
@@ -46,6 +48,23 @@ torch::Tensor Backbone::head(const torch::Tensor& a, const std::string& cam_laye
 
 torch::Tensor Backbone::forward(const torch::Tensor& x) {
   return head(features(x, stage_names_.back()), stage_names_.back());
+}
+
+torch::Tensor Backbone::forward_visiting(const torch::Tensor& x, const LayerVisitor& visit) {
+  auto a = stem(x);
+  visit("stem", a);
+  for (size_t s = 0; s < stages_.size(); ++s) {
+    int64_t b = 0;
+    for (auto& block : *stages_[s]) {
+      a = block.forward(a);
+      visit(fmt::format("{}.{}", stage_names_[s], b++), a);
+    }
+  }
+  auto pooled = a.mean({2, 3});
+  visit("avgpool", pooled);
+  auto y = fc_->forward(pooled);
+  visit(classifier_name_, y);
+  return y;
 }
 
 bool Backbone::head_is_linear(const std::string& cam_layer) const {
@@ -82,15 +101,29 @@ int64_t count_parameters(const torch::nn::Module& m) {
   return n;
 }
 
+namespace {
+// Disjoint depth sets: a name never means two networks.
+constexpr int64_t kCifarDepths[] = {20, 32, 44, 56, 110};
+constexpr int64_t kImageNetDepths[] = {10, 18, 34, 50, 101, 152};
+}  // namespace
+
 std::vector<std::string> model_names() {
-  return {"resnet20", "resnet32", "resnet44", "resnet56", "resnet110"};
+  std::vector<std::string> names;
+  for (auto d : kCifarDepths) names.push_back(fmt::format("resnet{}", d));
+  for (auto d : kImageNetDepths) names.push_back(fmt::format("resnet{}", d));
+  return names;
 }
 
 std::shared_ptr<Backbone> make_model(const std::string& name, int64_t num_classes) {
   if (num_classes < 1) throw std::invalid_argument("make_model: num_classes must be >= 1");
-  for (int64_t depth : {20, 32, 44, 56, 110}) {
+  for (int64_t depth : kCifarDepths) {
     if (name == fmt::format("resnet{}", depth)) {
       return std::make_shared<CifarResNet>(depth, num_classes);
+    }
+  }
+  for (int64_t depth : kImageNetDepths) {
+    if (name == fmt::format("resnet{}", depth)) {
+      return std::make_shared<ImageNetResNet>(depth, num_classes);
     }
   }
   throw std::invalid_argument(fmt::format("model.name '{}' is not known; expected one of {}", name,

@@ -40,7 +40,7 @@ torch::Tensor CifarBasicBlockImpl::forward(const torch::Tensor& x) {
 }
 
 CifarResNet::CifarResNet(int64_t depth, int64_t num_classes)
-    : Backbone(fmt::format("resnet{}", depth)) {
+    : Backbone(fmt::format("resnet{}", depth), /*input_size=*/32) {
   if (depth < 8 || (depth - 2) % 6 != 0) {
     throw std::invalid_argument(fmt::format("CIFAR ResNet depth must be 6n+2, got {}", depth));
   }

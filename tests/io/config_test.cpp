@@ -103,6 +103,65 @@ TEST(Config, ResolvedYamlReadsBackToTheSameConfig) {
   EXPECT_EQ(again.train.num_epoch, 7);
 }
 
+TEST(Config, ListFileDatasets) {
+  const auto c = parse_config(YAML::Load(R"(
+dataset:
+  name: ImageNet-LT
+  root: /data/imagenet
+  train_list: ImageNet_LT_train.txt
+  test_list: ImageNet_LT_test.txt
+  transform: {crop_size: 112, resize_size: 128}
+)"),
+                              "in.yaml");
+  EXPECT_TRUE(is_list_dataset(c.dataset.name));
+  EXPECT_EQ(c.dataset.train_list, "ImageNet_LT_train.txt");
+  EXPECT_EQ(c.dataset.val_list, "");
+  EXPECT_EQ(c.dataset.num_classes, 1000);  // ImageNet-LT's default
+  EXPECT_EQ(c.dataset.transform.crop_size, 112);
+  EXPECT_EQ(c.dataset.transform.resize_size, 128);
+  EXPECT_EQ(c.dataset.transform.color_jitter, 0.4);
+  const auto again = parse_config(YAML::Load(to_yaml(c)), "resolved.yaml");
+  EXPECT_EQ(to_yaml(again), to_yaml(c));
+  EXPECT_EQ(again.dataset.transform.crop_size, 112);
+  EXPECT_EQ(
+      parse_config(YAML::Load("dataset: {name: Places_LT, train_list: a, test_list: b}"), "p.yaml")
+          .dataset.num_classes,
+      365);
+  EXPECT_EQ(parse_config(YAML::Load("dataset: {name: iNaturalist-LT, train_list: a, "
+                                    "test_list: b}"),
+                         "i.yaml")
+                .dataset.num_classes,
+            8142);
+  EXPECT_EQ(parse_config(YAML::Load("dataset: {name: ListFile-LT, train_list: a, test_list: b, "
+                                    "num_classes: 7}"),
+                         "l.yaml")
+                .dataset.num_classes,
+            7);
+  EXPECT_FALSE(is_list_dataset("CIFAR-10-LT"));
+  // Strict: required lists, list keys only on list datasets, bad values.
+  auto e = error_of("dataset: {name: ImageNet-LT, test_list: t.txt}");
+  EXPECT_NE(e.find("dataset.train_list"), std::string::npos) << e;
+  e = error_of("dataset: {name: Places-LT, train_list: t.txt}");
+  EXPECT_NE(e.find("dataset.test_list"), std::string::npos) << e;
+  e = error_of("dataset: {name: CIFAR-10-LT, train_list: t.txt}");
+  EXPECT_NE(e.find("dataset.train_list"), std::string::npos) << e;
+  e = error_of("dataset: {name: CIFAR-10-LT, num_classes: 10}");
+  EXPECT_NE(e.find("dataset.num_classes"), std::string::npos) << e;
+  e = error_of("dataset: {name: ListFile-LT, train_list: a, test_list: b, num_classes: -1}");
+  EXPECT_NE(e.find("dataset.num_classes"), std::string::npos) << e;
+  e = error_of(
+      "dataset: {name: ListFile-LT, train_list: a, test_list: b, "
+      "transform: {crop_size: 224, resize_size: 200}}");
+  EXPECT_NE(e.find("dataset.transform.resize_size"), std::string::npos) << e;
+  e = error_of(
+      "dataset: {name: ListFile-LT, train_list: a, test_list: b, "
+      "transform: {crop: 224}}");
+  EXPECT_NE(e.find("unknown key 'dataset.transform.crop'"), std::string::npos) << e;
+  // CIFAR configs resolve as before, without the list-file keys.
+  EXPECT_EQ(to_yaml(parse_config(YAML::Load("{}"), "c.yaml")).find("train_list"),
+            std::string::npos);
+}
+
 TEST(Config, MissingAndMalformedFilesNameTheFile) {
   fsa::testing::TempDir dir;
   try {

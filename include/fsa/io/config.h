@@ -21,8 +21,16 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The image pipeline of list-file datasets (data::ImageTransform).
+struct TransformConfig {
+  int64_t crop_size = 224;    ///< training random-resized crop and test centre crop
+  int64_t resize_size = 256;  ///< test: shorter side resized to this before the crop
+  double color_jitter = 0.4;  ///< brightness, contrast and saturation strength (0: off)
+};
+
 struct DatasetConfig {
-  /// CIFAR-10-LT, CIFAR-100-LT, Fashion-MNIST-LT, MNIST-LT, ImageFolder-LT
+  /// CIFAR-10-LT, CIFAR-100-LT, Fashion-MNIST-LT, MNIST-LT, ImageFolder-LT, or
+  /// a list-file dataset: ImageNet-LT, Places-LT, iNaturalist-LT, ListFile-LT
   /// (case, '-' and '_' are ignored: the reference's "Cifar10-LT" is accepted).
   std::string name = "CIFAR-10-LT";
   std::string root;
@@ -35,7 +43,22 @@ struct DatasetConfig {
   /// dataset.max_test_per_class: keep at most this many test images per class
   /// (0 = all). For quick checks on a slice of a real test set.
   int64_t max_test_per_class = 0;
+  /// List-file datasets only: the split lists (`relative/path label` lines,
+  /// paths relative to root); a relative list path is taken from root.
+  /// train_list and test_list are required, val_list is optional.
+  std::string train_list, val_list, test_list;
+  /// List-file datasets: classes (ImageNet-LT 1000, Places-LT 365,
+  /// iNaturalist-LT 8142 by default; ListFile-LT: 0 = largest label + 1).
+  int64_t num_classes = 0;
+  /// List-file datasets: decoding and augmentation worker threads.
+  int64_t num_workers = 4;
+  /// List-file datasets: the image pipeline.
+  TransformConfig transform;
 };
+
+/// True for the list-file dataset names (ImageNet-LT, Places-LT,
+/// iNaturalist-LT, ListFile-LT; case, '-' and '_' ignored).
+bool is_list_dataset(const std::string& name);
 
 struct ModelConfig {
   std::string name = "resnet32";

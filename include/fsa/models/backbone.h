@@ -7,6 +7,7 @@
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,9 +47,23 @@ class Backbone : public torch::nn::Module {
   int64_t channels_at(const std::string& cam_layer) const;
   int64_t num_classes() const { return fc_->options.out_features(); }
   const std::string& arch() const { return arch_; }
+  /// Side of the square images the network is built for: 32 (CIFAR) or 224
+  /// (ImageNet). Any size the stages can downsample works.
+  int64_t input_size() const { return input_size_; }
+  /// Name the classifier is registered under ("linear", "fc").
+  const std::string& classifier_name() const { return classifier_name_; }
+
+  /// Called with a layer's name and output during forward_visiting.
+  using LayerVisitor = std::function<void(const std::string& name, const torch::Tensor& out)>;
+  /// forward(x), calling `visit` after the stem ("stem"), after every block of
+  /// every stage ("layer1.0", "layer1.1", ...), after global average pooling
+  /// ("avgpool", [N, K]) and after the classifier (classifier_name()). For
+  /// inspection (models::summarize); returns the logits.
+  torch::Tensor forward_visiting(const torch::Tensor& x, const LayerVisitor& visit);
 
  protected:
-  explicit Backbone(std::string arch) : arch_(std::move(arch)) {}
+  Backbone(std::string arch, int64_t input_size)
+      : arch_(std::move(arch)), input_size_(input_size) {}
   virtual torch::Tensor stem(const torch::Tensor& x) = 0;
   void add_stage(const std::string& name, torch::nn::Sequential stage, int64_t channels);
   void set_classifier(const std::string& name, torch::nn::Linear fc);
@@ -57,6 +72,8 @@ class Backbone : public torch::nn::Module {
   size_t stage_index(const std::string& cam_layer) const;
 
   std::string arch_;
+  int64_t input_size_;
+  std::string classifier_name_;
   std::vector<std::string> stage_names_;
   std::vector<torch::nn::Sequential> stages_;
   std::vector<int64_t> stage_channels_;
@@ -64,8 +81,9 @@ class Backbone : public torch::nn::Module {
 };
 
 /// Builds a network by name: resnet20/32/44/56/110 (CIFAR, option-A
-/// shortcuts). Throws std::invalid_argument naming the known models for an
-/// unknown name.
+/// shortcuts, 32×32 inputs) or resnet10/18/34/50/101/152 (ImageNet,
+/// torchvision's layout, 224×224 inputs). Throws std::invalid_argument naming
+/// the known models for an unknown name.
 std::shared_ptr<Backbone> make_model(const std::string& name, int64_t num_classes);
 
 /// The names make_model accepts.
