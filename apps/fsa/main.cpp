@@ -300,6 +300,9 @@ int main(int argc, char** argv) {
   } catch (const fsa::train::TrainingError& e) {
     spdlog::error("fsa: training stopped: {}", e.what());
     return 5;
+  } catch (const c10::Error& e) {  // a LibTorch check: its message, without the C++ backtrace
+    spdlog::error("fsa: error: {}", e.what_without_backtrace());
+    return 1;
   } catch (const std::exception& e) {
     spdlog::error("fsa: error: {}", e.what());
     return 1;

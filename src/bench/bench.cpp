@@ -31,11 +31,12 @@
 #include <thread>
 
 #include "fsa/augment/fusion.h"
-#include "fsa/bench/flops.h"
 #include "fsa/cam/cam.h"
+#include "fsa/data/inputs.h"
 #include "fsa/data/transforms.h"
 #include "fsa/io/config.h"
 #include "fsa/models/backbone.h"
+#include "fsa/models/summary.h"
 #include "fsa/train/phases.h"
 #include "fsa/train/schedule.h"
 
@@ -113,13 +114,15 @@ double paired_ratio(const std::vector<double>& a, const std::vector<double>& b) 
 double ms(double seconds) { return 1e3 * seconds; }
 
 /// uint8 images in memory as fsa holds a small-image dataset (on the device),
-/// labels i mod C, CIFAR-10's normalisation.
+/// labels i mod C, CIFAR-10's normalisation, as a data::LongTailDataset whose
+/// training split is the images (70% of the classes head).
 struct SyntheticData {
   torch::Tensor images;  // uint8 [N, 3, 32, 32] on the device
   torch::Tensor labels;  // int64 [N] on the device
   std::vector<int64_t> labels_cpu;
   std::vector<double> mean{0.4914, 0.4822, 0.4465};
   std::vector<double> std{0.2023, 0.1994, 0.2010};
+  data::LongTailDataset dataset;
 };
 
 SyntheticData make_data(int64_t n, int64_t num_classes, torch::Device device, at::Generator gen) {
@@ -128,31 +131,41 @@ SyntheticData make_data(int64_t n, int64_t num_classes, torch::Device device, at
   auto labels = torch::arange(n, torch::kInt64).remainder(num_classes);
   d.labels_cpu.assign(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + n);
   d.labels = labels.to(device);
+  auto& ds = d.dataset;
+  for (int64_t c = 0; c < num_classes; ++c) {
+    ds.train.class_names.push_back(fmt::format("class_{}", c));
+    ds.head.push_back(c < (7 * num_classes + 9) / 10);
+  }
+  ds.train.images = d.images;
+  ds.train.labels = labels;
+  ds.class_counts.assign(size_t(num_classes), n / num_classes);
+  ds.mean = d.mean;
+  ds.std = d.std;
   return d;
 }
 
-/// Batches of indices as Phase I draws them: a fresh permutation per epoch,
-/// consumed a batch at a time.
-class BatchOrder {
+/// fsa's Phase I input (data::TrainingBatches, as src/train/phase_i.cpp uses
+/// it) without end: a new epoch starts when one runs out, and a short last
+/// batch is skipped so that every timed step has the full batch.
+class EndlessBatches {
  public:
-  BatchOrder(int64_t n, int64_t batch, at::Generator gen, torch::Device device)
-      : n_(n), batch_(batch), gen_(std::move(gen)), device_(device) {}
-  torch::Tensor next() {
-    if (!order_.defined() || pos_ + batch_ > n_) {
-      order_ = torch::randperm(n_, gen_, torch::kInt64).to(device_);
-      pos_ = 0;
+  EndlessBatches(const data::LongTailDataset& ds, int64_t batch, at::Generator gen,
+                 torch::Device device)
+      : input_(ds, batch, 0, device), batch_(batch), gen_(std::move(gen)) {
+    input_.start_epoch(epoch_, gen_);
+  }
+  data::InputBatch next() {
+    while (true) {
+      auto b = input_.next();
+      if (b && b->labels.size(0) == batch_) return std::move(*b);
+      input_.start_epoch(++epoch_, gen_);
     }
-    auto idx = order_.narrow(0, pos_, batch_);
-    pos_ += batch_;
-    return idx;
   }
 
  private:
-  int64_t n_, batch_;
+  data::TrainingBatches input_;
+  int64_t batch_, epoch_ = 0;
   at::Generator gen_;
-  torch::Device device_;
-  torch::Tensor order_;
-  int64_t pos_ = 0;
 };
 
 std::shared_ptr<models::Backbone> new_model(const BenchOptions& o, torch::Device device) {
@@ -178,7 +191,7 @@ json bench_phase_i(const BenchOptions& o, const Clock& clock, const SyntheticDat
                    models::Backbone& model, torch::Device device) {
   const int64_t b = o.batch;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 1);
-  BatchOrder order(d.images.size(0), b, gen, device);
+  EndlessBatches input(d.dataset, b, gen, device);
 
   // fsa: the loop body of src/train/phase_i.cpp, less progress and logging.
   model.train();
@@ -186,11 +199,9 @@ json bench_phase_i(const BenchOptions& o, const Clock& clock, const SyntheticDat
   double fsa_loss = 0;
   int64_t correct = 0;
   auto fsa_step = [&] {
-    auto idx = order.next();
-    auto x = data::normalize(data::random_crop_flip(d.images.index_select(0, idx), 4, gen),
-                             d.mean, d.std);
-    auto y = d.labels.index_select(0, idx);
-    auto logits = model.forward(x);
+    const auto batch = input.next();
+    const auto& y = batch.labels;
+    auto logits = model.forward(batch.inputs);
     auto loss = F::cross_entropy(logits, y);
     optimizer->zero_grad();
     loss.backward();
@@ -276,14 +287,7 @@ json bench_eval(const BenchOptions& o, const Clock& clock, const SyntheticData& 
                 models::Backbone& model, torch::Device device) {
   // train::evaluate itself, over a synthetic test set of two test batches.
   const int64_t n = std::min<int64_t>(2 * o.test_batch, d.images.size(0));
-  data::LongTailDataset ds;
-  for (int64_t c = 0; c < o.num_classes; ++c) {
-    ds.train.class_names.push_back(fmt::format("class_{}", c));
-    ds.head.push_back(c < (7 * o.num_classes + 9) / 10);
-  }
-  ds.class_counts.assign(o.num_classes, d.images.size(0) / o.num_classes);
-  ds.mean = d.mean;
-  ds.std = d.std;
+  const auto& ds = d.dataset;
   data::ImageSet test;
   test.images = d.images.narrow(0, 0, n);
   test.labels = d.labels.narrow(0, 0, n).cpu();
@@ -323,23 +327,26 @@ json bench_phase_ii(const BenchOptions& o, const Clock& clock, const SyntheticDa
     auto cams = cam::class_activation_maps(model, a, y, layer).cpu();
   };
 
-  // The reference's way: per image, a forward of the whole network with
-  // autograd recording, the scores, then a backward of the image's class
-  // score to the CAM layer's activations, α = mean gradient, ReLU(Σ α·A),
-  // min–max. (The reference's backward also runs on to the input and the
-  // weights; stopping at A makes this baseline faster than the reference.)
+  // The reference's way (METHOD.md, Phase II: "the reference runs one
+  // backward pass per image"): per image, a forward of the whole network with
+  // autograd recording, the scores, then zero_grad and backward() of the
+  // image's class score, which runs back through every layer to the weights
+  // as PyTorch's Grad-CAM hooks do; the CAM layer's gradient is kept
+  // (retain_grad), α = its spatial mean, ReLU(Σ α·A), min–max.
   auto per_image_step = [&] {
     for (int64_t i = 0; i < per_image; ++i) {
       const int64_t k = (start + i) % n;
       torch::AutoGradMode grad_mode(true);
       auto x = data::normalize(d.images.narrow(0, k, 1), d.mean, d.std);
       auto a = model.features(x, layer);
+      a.retain_grad();
       auto logits = model.head(a, layer);
       auto probs = torch::softmax(logits.detach(), 1).to(torch::kCPU, torch::kFloat64);
       const int64_t c = d.labels_cpu[k];
       score_sums.index_add_(0, torch::tensor({c}), probs);
-      auto grad = torch::autograd::grad({logits[0][c]}, {a})[0];
-      auto alpha = grad.mean({2, 3}, /*keepdim=*/true);
+      model.zero_grad();
+      logits[0][c].backward();
+      auto alpha = a.grad().mean({2, 3}, /*keepdim=*/true);
       auto cams = cam::normalize_maps(torch::relu((alpha * a.detach()).sum(1))).cpu();
     }
   };
@@ -438,8 +445,7 @@ json bench_phase_iii(const BenchOptions& o, const Clock& clock, const SyntheticD
     torch::Tensor maps;
     {
       torch::NoGradGuard no_grad;
-      auto x = data::normalize(data::random_crop_flip(d.images.index_select(0, all), 4, gen),
-                               d.mean, d.std);
+      auto x = data::train_inputs(d.dataset, all, gen, device);
       if (split) t[1] = clock.now();
       maps = model.features(x, layer);
     }
@@ -511,13 +517,9 @@ json bench_loader(const BenchOptions& o, const Clock& clock, const SyntheticData
                   torch::Device device) {
   const int64_t b = o.batch;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 5);
-  BatchOrder order(d.images.size(0), b, gen, device);
+  EndlessBatches input(d.dataset, b, gen, device);
   auto fixed = d.images.narrow(0, 0, b).clone();
-  auto loader = [&] {
-    auto idx = order.next();
-    auto x = data::normalize(data::random_crop_flip(d.images.index_select(0, idx), 4, gen),
-                             d.mean, d.std);
-  };
+  auto loader = [&] { auto x = input.next().inputs; };
   auto crop_only = [&] { auto x = data::random_crop_flip(fixed, 4, gen); };
   auto normalize_only = [&] { auto x = data::normalize(fixed, d.mean, d.std); };
   spdlog::info("bench: in-memory batches (index, crop/flip, normalise) ({} + {} rounds)",
@@ -724,7 +726,8 @@ nlohmann::json run_bench(const BenchOptions& o) {
     return o.sections.empty() || std::find(o.sections.begin(), o.sections.end(), s) !=
                                      o.sections.end();
   };
-  const auto fwd_flops = forward_flops_per_image(*model);
+  // A multiply-accumulate is two floating-point operations.
+  const int64_t fwd_flops = 2 * models::count_macs(*model, 32, 32);
   if (wanted("phase_i")) r["phase_i"] = bench_phase_i(o, clock, d, *model, device);
   if (wanted("eval")) r["eval"] = bench_eval(o, clock, d, *model, device);
   if (wanted("phase_ii")) {

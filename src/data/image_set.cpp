@@ -19,7 +19,15 @@ namespace fs = std::filesystem;
 namespace fsa::data {
 
 ImageSet ImageSet::select(const torch::Tensor& indices) const {
-  return ImageSet{images.index_select(0, indices), labels.index_select(0, indices), class_names};
+  ImageSet out{images.defined() ? images.index_select(0, indices.to(images.device())) : images,
+               labels.index_select(0, indices.to(labels.device())), class_names, {}};
+  if (file_backed()) {
+    const auto idx = indices.to(torch::kCPU, torch::kInt64).contiguous();
+    for (int64_t i = 0; i < idx.numel(); ++i) {
+      out.files.push_back(files.at(static_cast<size_t>(idx.data_ptr<int64_t>()[i])));
+    }
+  }
+  return out;
 }
 
 namespace {
@@ -114,7 +122,7 @@ ImageSet read_cifar_batches(const std::vector<std::string>& files, int label_byt
       std::copy(rec + label_bytes, rec + record, img + n * kPixels);
     }
   }
-  return ImageSet{images, labels, numbered_names(num_classes)};
+  return ImageSet{images, labels, numbered_names(num_classes), {}};
 }
 
 bool has_cifar_binary(const std::string& root, int variant) {
@@ -185,7 +193,7 @@ ImageSet read_idx(const std::string& images_path, const std::string& labels_path
     }
     labels[i] = label;
   }
-  return ImageSet{images, labels, numbered_names(num_classes)};
+  return ImageSet{images, labels, numbered_names(num_classes), {}};
 }
 
 std::vector<FileSample> list_image_folder(const std::string& dir,
@@ -275,7 +283,7 @@ ImageSet decode_images(const std::vector<FileSample>& samples,
   for (int t = 0; t < std::max(1, threads); ++t) pool.emplace_back(work);
   for (auto& t : pool) t.join();
   if (!error.empty()) throw DataError(error);
-  return ImageSet{images, labels, class_names};
+  return ImageSet{images, labels, class_names, {}};
 }
 
 #endif  // FSA_NO_OPENCV

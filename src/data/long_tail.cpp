@@ -9,6 +9,9 @@
 #include <numeric>
 #include <random>
 #include <stdexcept>
+#include <unordered_set>
+
+#include "fsa/data/list_file.h"
 
 namespace fs = std::filesystem;
 
@@ -166,6 +169,32 @@ void require_root(const io::DatasetConfig& d) {
   }
 }
 
+/// Class names of a list-file dataset: the folder of each class's first
+/// training image (ImageNet-LT's WordNet ids, Places-LT's scene names) when
+/// those are distinct, else "class_<c>".
+std::vector<std::string> list_class_names(const ListFile& train) {
+  std::vector<std::string> names(static_cast<size_t>(train.num_classes));
+  for (const auto& s : train.samples) {
+    auto& name = names[static_cast<size_t>(s.label)];
+    if (name.empty()) name = fs::path(s.path).parent_path().filename().string();
+  }
+  std::unordered_set<std::string> distinct(names.begin(), names.end());
+  const bool usable = distinct.size() == names.size() && !distinct.count("");
+  for (size_t c = 0; c < names.size(); ++c) {
+    if (!usable) names[c] = fmt::format("class_{}", c);
+  }
+  return names;
+}
+
+/// A file-backed ImageSet of a list's samples.
+ImageSet file_set(const ListFile& list, const std::vector<std::string>& class_names) {
+  ImageSet set;
+  set.labels = to_tensor(list.labels());
+  set.class_names = class_names;
+  set.files = list.samples;
+  return set;
+}
+
 }  // namespace
 
 LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
@@ -257,11 +286,16 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     mean = {0.485, 0.456, 0.406};
     std = {0.229, 0.224, 0.225};
   } else if (io::is_list_dataset(d.name)) {
-    throw io::ConfigError(fmt::format(
-        "dataset.name '{}' is a list-file dataset: it is read by data::read_list_file and "
-        "streamed by data::Loader, which the training phases do not consume yet; they take "
-        "CIFAR-10-LT, CIFAR-100-LT, Fashion-MNIST-LT, MNIST-LT or ImageFolder-LT",
-        d.name));
+    const auto lists = read_list_dataset(d, split, /*check_exists=*/true);
+    const auto names = list_class_names(lists.train);
+    out.train = file_set(lists.train, names);
+    out.test = file_set(lists.test, names);
+    if (d.max_test_per_class > 0) out.test = limit_per_class(out.test, d.max_test_per_class);
+    kept.resize(static_cast<size_t>(out.train.size()));
+    std::iota(kept.begin(), kept.end(), 0);
+    mean = kImageNetMean;
+    std = kImageNetStd;
+    out.format = "list-file";
   } else {
     throw io::ConfigError(fmt::format(
         "dataset.name '{}' is not known: expected CIFAR-10-LT, CIFAR-100-LT, "
@@ -292,11 +326,11 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     throw io::ConfigError(e.what());
   }
   // 28×28 digits and garments are zero-padded to the 32×32 the CIFAR ResNets take.
-  if (out.train.images.size(2) == 28 && out.train.images.size(3) == 28) {
+  if (!out.file_backed() && out.train.images.size(2) == 28 && out.train.images.size(3) == 28) {
     out.train.images = torch::constant_pad_nd(out.train.images, {2, 2, 2, 2}, 0);
     out.test.images = torch::constant_pad_nd(out.test.images, {2, 2, 2, 2}, 0);
   }
-  const auto channels = out.train.images.size(1);
+  const auto channels = out.file_backed() ? 3 : out.train.images.size(1);
   if (!d.mean.empty()) {
     mean = d.mean;
     std = d.std;
@@ -307,6 +341,22 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
   }
   out.mean = mean;
   out.std = std;
+  if (out.file_backed()) {
+    if (mean.size() != 3) {
+      throw io::ConfigError(fmt::format("dataset.normalize: list-file images are RGB; give 3 "
+                                        "values, not {}", mean.size()));
+    }
+    out.train_transform = ImageTransform::imagenet_train(d.transform.crop_size);
+    out.eval_transform = ImageTransform::imagenet_eval(d.transform.crop_size);
+    out.eval_transform.resize_size = out.train_transform.resize_size = d.transform.resize_size;
+    const double j = d.transform.color_jitter;
+    out.train_transform.jitter = ColorJitter{j, j, j, 0.0};
+    for (auto* t : {&out.train_transform, &out.eval_transform}) {
+      t->mean = mean;
+      t->std = std;
+    }
+    out.workers = static_cast<int>(d.num_workers);
+  }
   out.fingerprint = Fingerprint{d.name, d.imbalance_factor, seed,
                                 static_cast<int64_t>(kept.size()),
                                 hash_samples(kept, train_labels)};

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -1007,6 +1008,16 @@ std::string render_html(const RunMetrics& m, const std::vector<int64_t>& order,
     h += "</div>\n</section>\n";
   }
 
+  if (!files.contact_sheets.empty()) {
+    h += "<section>\n<h2>Class activation maps</h2>\n";
+    h += "<p>Grad-CAM of each image's true class over the image (jet colours, 40% opacity), "
+         "with the predicted class; drawn by <code>fsa visualize</code>.</p>\n";
+    for (const auto& sheet : files.contact_sheets) {
+      h += image_html(sheet, "Class activation maps: " + sheet, html_escape(sheet), files.missing);
+    }
+    h += "</section>\n";
+  }
+
   // The per-class table, in size order.
   h += "<section>\n<h2>Per class</h2>\n";
   h += "<p>Top-1 accuracy (%) on the test set; classes ordered by training-set size.</p>\n";
@@ -1037,6 +1048,24 @@ std::string render_html(const RunMetrics& m, const std::vector<int64_t>& order,
        "scripts are in plot_data/.</footer>\n";
   h += "</main>\n</body>\n</html>\n";
   return h;
+}
+
+/// contact_<c>_<name>.png files in `dir` that are PNGs, ordered by class c.
+std::vector<std::string> contact_sheets_in(const fs::path& dir) {
+  std::vector<std::pair<long, std::string>> found;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const auto name = entry.path().filename().string();
+    if (name.rfind("contact_", 0) != 0 || entry.path().extension() != ".png") continue;
+    if (!is_png(entry.path())) continue;
+    char* end = nullptr;
+    const long c = std::strtol(name.c_str() + 8, &end, 10);
+    found.emplace_back(end == name.c_str() + 8 ? -1 : c, name);
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> names;
+  for (auto& f : found) names.push_back(std::move(f.second));
+  return names;
 }
 
 }  // namespace
@@ -1108,6 +1137,7 @@ ReportFiles write_report(const std::string& run_dir, const ReportOptions& option
       files.missing.push_back({image, why});
     }
   }
+  files.contact_sheets = contact_sheets_in(out);
   auto run_path = fs::weakly_canonical(fs::absolute(run_dir), ec);
   if (ec || run_path.empty()) run_path = fs::absolute(run_dir).lexically_normal();
   const auto run_name = run_path.filename().empty() ? run_path.parent_path().filename().string()

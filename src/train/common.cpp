@@ -4,13 +4,14 @@
 #include <torch/cuda.h>
 #include <torch/nn/functional/loss.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
 #include <random>
 #include <thread>
 
-#include "fsa/data/transforms.h"
+#include "fsa/data/inputs.h"
 #include "fsa/io/files.h"
 #include "fsa/io/report.h"
 #include "fsa/train/checkpoint.h"
@@ -47,7 +48,12 @@ std::shared_ptr<models::Backbone> build_model(const io::Config& cfg, const Works
   torch::manual_seed(ws.seed);
   try {
     model = models::make_model(cfg.model.name, ws.data.num_classes());
-    model->features(torch::zeros({1, 3, 8, 8}), cfg.feature.cam_layer);  // validates the layer
+    // Validates the layer; in evaluation mode, since batch norm cannot train
+    // on one value per channel (ImageNet ResNets shrink 32 pixels to 1).
+    torch::NoGradGuard no_grad;
+    model->eval();
+    model->features(torch::zeros({1, 3, 32, 32}), cfg.feature.cam_layer);
+    model->train();
   } catch (const std::invalid_argument& e) {
     throw io::ConfigError(fmt::format("config {}: {}", cfg.source, e.what()));
   }
@@ -147,12 +153,16 @@ Workspace make_workspace(const io::Config& cfg) {
   if (ws.device.is_cuda()) {
     // Fixed shapes every batch: let cuDNN pick the fastest convolution once.
     at::globalContext().setBenchmarkCuDNN(true);
-    ws.data.train.images = ws.data.train.images.to(ws.device);
-    ws.data.test.images = ws.data.test.images.to(ws.device);
+    if (!ws.data.file_backed()) {  // small images live on the GPU; files are decoded per batch
+      ws.data.train.images = ws.data.train.images.to(ws.device);
+      ws.data.test.images = ws.data.test.images.to(ws.device);
+    }
   }
-  spdlog::info("{}: {} training images in {} classes (imbalance factor {}, {} head classes), "
+  const auto [min_count, max_count] =
+      std::minmax_element(ws.data.class_counts.begin(), ws.data.class_counts.end());
+  spdlog::info("{}: {} training images in {} classes (imbalance factor {:.4g}, {} head classes), "
                "{} test images; {} threads on {}", cfg.dataset.name, ws.data.train.size(),
-               ws.data.num_classes(), cfg.dataset.imbalance_factor,
+               ws.data.num_classes(), double(*max_count) / double(*min_count),
                std::count(ws.data.head.begin(), ws.data.head.end(), true), ws.data.test.size(),
                threads, ws.device.str());
   return ws;
@@ -166,12 +176,10 @@ eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
   eval::AccuracyMeter meter(train.num_classes());
   auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
   const auto n = test.size();
-  auto labels = test.labels.to(device);
-  for (int64_t start = 0; start < n; start += batch_size) {
-    const auto len = std::min(batch_size, n - start);
-    auto x = data::normalize(test.images.narrow(0, start, len).to(device), train.mean, train.std);
-    auto y = labels.narrow(0, start, len);
-    auto logits = model.forward(x);
+  data::SequentialBatches input(train, test, batch_size, device);
+  while (auto batch = input.next()) {
+    const auto& y = batch->labels;
+    auto logits = model.forward(batch->inputs);
     loss_sum += torch::nn::functional::cross_entropy(
         logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     meter.update(logits, y);

@@ -7,7 +7,7 @@
 #include <chrono>
 #include <filesystem>
 
-#include "fsa/data/transforms.h"
+#include "fsa/data/inputs.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/phases.h"
 #include "fsa/train/schedule.h"
@@ -39,27 +39,23 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
     spdlog::info("phase_i: starting from the weights in '{}'", cfg.checkpoint.load_checkpoint);
   }
 
-  const auto& train = ws.data.train;
-  const int64_t n = train.size();
-  const int64_t batch = cfg.train.batch_size;
-  const int64_t batches = (n + batch - 1) / batch;
-  auto labels = train.labels.to(ws.device);
+  data::TrainingBatches input(ws.data, cfg.train.batch_size, ws.seed, ws.device);
+  const int64_t batches = input.batches_per_epoch();
   for (int64_t epoch = start_epoch; epoch < cfg.train.num_epoch; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     const double lr = lr_at_epoch(cfg.train.lr_scheduler, cfg.train.optimizer.lr, epoch);
     set_learning_rate(*optimizer, lr);
-    auto gen = detail::epoch_generator(ws.seed, 1, epoch);
-    auto order = torch::randperm(n, gen, torch::kInt64).to(ws.device);
+    input.start_epoch(epoch, detail::epoch_generator(ws.seed, 1, epoch));
     model->train();
     detail::RunningStats stats(ws.device, "phase_i", epoch + 1);
     auto progress = detail::make_progress(
         cfg, fmt::format("phase_i epoch {}/{}", epoch + 1, cfg.train.num_epoch), batches);
-    for (int64_t b = 0; b < batches; ++b) {
-      const auto len = std::min(batch, n - b * batch);
-      auto idx = order.narrow(0, b * batch, len);
-      auto x = data::normalize(data::random_crop_flip(train.images.index_select(0, idx), 4, gen),
-                               ws.data.mean, ws.data.std);
-      auto y = labels.index_select(0, idx);
+    for (int64_t b = 0;; ++b) {
+      auto batch = input.next();
+      if (!batch) break;
+      const auto& x = batch->inputs;
+      const auto& y = batch->labels;
+      const auto len = y.size(0);
       auto logits = model->forward(x);
       auto loss = torch::nn::functional::cross_entropy(logits, y);
       optimizer->zero_grad();

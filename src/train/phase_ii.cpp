@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "fsa/cam/cam.h"
-#include "fsa/data/transforms.h"
+#include "fsa/data/inputs.h"
 #include "fsa/io/files.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/phases.h"
@@ -85,17 +85,15 @@ Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& c
   model->eval();
   const auto& layer = cfg.feature.cam_layer;
   const auto& train = ws.data.train;
-  const int64_t n = train.size(), num_classes = ws.data.num_classes();
+  const int64_t num_classes = ws.data.num_classes();
   auto score_sums = torch::zeros({num_classes, num_classes}, torch::kFloat64);
   std::vector<torch::Tensor> features, cams;
   {
     torch::NoGradGuard no_grad;
-    for (int64_t start = 0; start < n; start += cfg.test.batch_size) {
-      const auto len = std::min(cfg.test.batch_size, n - start);
-      auto x = data::normalize(train.images.narrow(0, start, len).to(ws.device), ws.data.mean,
-                               ws.data.std);
-      auto y = train.labels.narrow(0, start, len).to(ws.device);
-      auto a = model->features(x, layer);
+    data::SequentialBatches input(ws.data, train, cfg.test.batch_size, ws.device);
+    while (auto batch = input.next()) {
+      const auto& y = batch->labels;
+      auto a = model->features(batch->inputs, layer);
       auto probs = torch::softmax(model->head(a, layer), 1).to(torch::kCPU, torch::kFloat64);
       score_sums.index_add_(0, y.cpu(), probs);
       if (cfg.feature.store) {

@@ -13,7 +13,7 @@
 
 #include "fsa/augment/fusion.h"
 #include "fsa/cam/cam.h"
-#include "fsa/data/transforms.h"
+#include "fsa/data/inputs.h"
 #include "fsa/io/files.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/phases.h"
@@ -132,13 +132,8 @@ torch::Tensor test_features(models::Backbone& model, const Workspace& ws,
   torch::NoGradGuard no_grad;
   model.eval();
   std::vector<torch::Tensor> out;
-  const auto& test = ws.data.test;
-  for (int64_t s = 0; s < test.size(); s += batch) {
-    const auto len = std::min(batch, test.size() - s);
-    out.push_back(model.features(
-        data::normalize(test.images.narrow(0, s, len).to(ws.device), ws.data.mean, ws.data.std),
-        layer));
-  }
+  data::SequentialBatches input(ws.data, ws.data.test, batch, ws.device);
+  while (auto b = input.next()) out.push_back(model.features(b->inputs, layer));
   return torch::cat(out, 0);
 }
 
@@ -247,10 +242,7 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
         cams_o = cams.narrow(0, n_tail, n_other);
       } else {
         torch::NoGradGuard no_grad;
-        auto x = data::normalize(
-            data::random_crop_flip(ws.data.train.images.index_select(0, all), 4, gen),
-            ws.data.mean, ws.data.std);
-        maps = model->features(x, layer);
+        maps = model->features(data::train_inputs(ws.data, all, gen, ws.device), layer);
       }
       auto a_t = maps.narrow(0, 0, n_tail), a_o = maps.narrow(0, n_tail, n_other),
            a_h = maps.narrow(0, n_tail + n_other, maps.size(0) - n_tail - n_other);

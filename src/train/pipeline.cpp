@@ -75,7 +75,6 @@ std::string run_pipeline(const io::PipelineConfig& cfg_in, Workspace& ws,
     for (std::string line; std::getline(lines, line);) resolved += "  " + line + "\n";
   }
   io::write_file_atomic((fs::path(out_dir) / "config.yaml").string(), resolved);
-  detail::write_report_safely(out_dir);
   try {  // CAM overlays of the tail classes; pictures are a bonus, never fatal
     VisualizeOptions viz;
     viz.checkpoint = phase_iii.checkpoint;
@@ -84,6 +83,7 @@ std::string run_pipeline(const io::PipelineConfig& cfg_in, Workspace& ws,
   } catch (const std::exception& e) {
     spdlog::warn("overlays not written: {}", e.what());
   }
+  detail::write_report_safely(out_dir);  // after the overlays: it shows their contact sheets
   const auto table = format_comparison(phase_i.report, phase_iii.report, ws.data);
   spdlog::info("finished in {}; results in {}\n{}", detail::format_duration(secs), out_dir, table);
   return table;

@@ -10,6 +10,7 @@
 
 #include "fsa/augment/fusion.h"
 #include "fsa/cam/cam.h"
+#include "fsa/data/inputs.h"
 #include "fsa/data/transforms.h"
 #include "fsa/train/checkpoint.h"
 #ifndef FSA_NO_OPENCV
@@ -94,7 +95,6 @@ void draw_overlays(const io::Config& cfg, const Workspace& ws, models::Backbone&
   const auto& set = opts.split == "train" ? ws.data.train : ws.data.test;
   const auto& layer = cfg.feature.cam_layer;
   const auto labels = set.labels.cpu();
-  const auto factor = viz::enlargement_for(set.images.size(2), set.images.size(3), opts.min_side);
   for (const auto c : chosen_classes(opts, ws)) {
     auto index = labels.eq(c).nonzero().flatten();
     index = index.narrow(0, 0, std::min(opts.per_class, index.size(0)));
@@ -102,7 +102,8 @@ void draw_overlays(const io::Config& cfg, const Workspace& ws, models::Backbone&
       spdlog::warn("visualize: class {} has no {} images", class_label(ws, c), opts.split);
       continue;
     }
-    auto images = set.images.index_select(0, index.to(set.images.device()));
+    const auto images = data::picture_pixels(ws.data, set, index);
+    const auto factor = viz::enlargement_for(images.size(2), images.size(3), opts.min_side);
     const auto seen =
         look(model, ws, images, labels.index_select(0, index), layer, cfg.test.batch_size);
     const auto dir = fs::path(opts.out_dir) / "overlays" / class_folder(ws, c);
@@ -137,8 +138,6 @@ void draw_fusion(const io::Config& cfg, const Workspace& ws, models::Backbone& m
   const auto& set = ws.data.train;
   const auto& layer = cfg.feature.cam_layer;
   const auto labels = set.labels.cpu();
-  const auto factor = viz::enlargement_for(set.images.size(2), set.images.size(3),
-                                           std::max(opts.min_side, kFusionSide));
   std::vector<std::vector<int64_t>> by_class(size_t(ws.data.num_classes()));
   for (int64_t i = 0; i < labels.size(0); ++i) {
     by_class[size_t(labels[i].item<int64_t>())].push_back(i);
@@ -166,7 +165,9 @@ void draw_fusion(const io::Config& cfg, const Workspace& ws, models::Backbone& m
     std::vector<int64_t> picked{draw(t)};
     for (int64_t a = 0; a < ft.Na; ++a) picked.push_back(draw(conf[size_t(a) % conf.size()]));
     auto index = torch::tensor(picked, torch::kInt64);
-    auto images = set.images.index_select(0, index.to(set.images.device()));
+    const auto images = data::picture_pixels(ws.data, set, index);
+    const auto factor = viz::enlargement_for(images.size(2), images.size(3),
+                                             std::max(opts.min_side, kFusionSide));
     const auto seen =
         look(model, ws, images, labels.index_select(0, index), layer, cfg.test.batch_size);
     const auto kk = seen.maps.size(1), h = seen.maps.size(2), w = seen.maps.size(3);

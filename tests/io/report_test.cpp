@@ -303,6 +303,49 @@ TEST_F(ReportTest, WithoutGnuplotTheHtmlIsStillWritten) {
   EXPECT_FALSE(fs::exists(dir_ / "per_class_accuracy.png"));
 }
 
+// A minimal PNG header: the signature and an IHDR chunk of the given size.
+void write_png_header(const fs::path& path, uint32_t width, uint32_t height) {
+  std::ofstream out(path, std::ios::binary);
+  const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  out.write(reinterpret_cast<const char*>(sig), 8);
+  const unsigned char length[4] = {0, 0, 0, 13};
+  out.write(reinterpret_cast<const char*>(length), 4);
+  out << "IHDR";
+  for (uint32_t v : {width, height}) {
+    const unsigned char be[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
+                                 static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
+    out.write(reinterpret_cast<const char*>(be), 4);
+  }
+}
+
+TEST_F(ReportTest, ShowsTheContactSheetsInClassOrder) {
+  write_metrics(make_run());
+  write_png_header(dir_ / "contact_10_Ten.png", 64, 64);
+  write_png_header(dir_ / "contact_7_Sneaker.png", 64, 64);
+  write_png_header(dir_ / "contact_2_Pullover.png", 64, 64);
+  std::ofstream(dir_ / "contact_3_broken.png") << "not a png";
+  const auto files = fsa::io::write_report(dir_.string());
+  const std::vector<std::string> expected{"contact_2_Pullover.png", "contact_7_Sneaker.png",
+                                          "contact_10_Ten.png"};
+  EXPECT_EQ(files.contact_sheets, expected);
+  const auto html = read_text(dir_ / "report.html");
+  size_t previous = 0;
+  for (const auto& name : expected) {
+    const auto at = html.find("<img src=\"" + name + "\"");
+    ASSERT_NE(at, std::string::npos) << name;
+    EXPECT_GT(at, previous) << name << " out of class order";
+    previous = at;
+  }
+  EXPECT_EQ(html.find("contact_3_broken.png"), std::string::npos);
+}
+
+TEST_F(ReportTest, WithoutContactSheetsThereIsNoCamSection) {
+  write_metrics(make_run());
+  const auto files = fsa::io::write_report(dir_.string());
+  EXPECT_TRUE(files.contact_sheets.empty());
+  EXPECT_EQ(read_text(dir_ / "report.html").find("Class activation maps"), std::string::npos);
+}
+
 TEST_F(ReportTest, WritesIntoAChosenFolder) {
   write_metrics(make_run());
   const auto out = dir_ / "elsewhere";

@@ -17,14 +17,24 @@ class DataError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// A labelled image set in memory.
+/// One image file and its class, as listed before decoding.
+struct FileSample {
+  std::string path;
+  int64_t label;
+};
+
+/// A labelled image set: resident in memory (small-image datasets) or, for
+/// list-file datasets, the files its images are decoded from on demand
+/// (data/inputs.h turns either into network input).
 struct ImageSet {
-  torch::Tensor images;  ///< uint8 [N, C, H, W], pixel values 0..255
+  torch::Tensor images;  ///< uint8 [N, C, H, W], pixel values 0..255; undefined when file-backed
   torch::Tensor labels;  ///< int64 [N], each in [0, class_names.size())
   std::vector<std::string> class_names;
+  std::vector<FileSample> files;  ///< file-backed sets: image i is files[i] (else empty)
 
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
   int64_t num_classes() const { return static_cast<int64_t>(class_names.size()); }
+  bool file_backed() const { return !files.empty(); }
   /// The subset at `indices` (int64 [M]), in that order.
   ImageSet select(const torch::Tensor& indices) const;
 };
@@ -54,12 +64,6 @@ bool has_cifar_binary(const std::string& root, int variant);
 /// count mismatch or a label >= num_classes.
 ImageSet read_idx(const std::string& images_path, const std::string& labels_path,
                   int64_t num_classes);
-
-/// One image file and its class, as listed before decoding.
-struct FileSample {
-  std::string path;
-  int64_t label;
-};
 
 /// Lists `dir/<class>/*.{jpg,jpeg,png,bmp}`; classes in sorted folder-name
 /// order, files in sorted order. Throws DataError if `dir` is missing or has

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "fsa/data/image_set.h"
+#include "fsa/data/image_transforms.h"
 #include "fsa/io/config.h"
 
 namespace fsa::data {
@@ -65,13 +66,25 @@ struct LongTailDataset {
   std::vector<bool> head;               ///< head-class mask (C)
   std::vector<double> mean, std;        ///< normalisation actually used
   Fingerprint fingerprint;
-  std::string format;  ///< "cifar-binary", "image-folder" or "idx"
+  std::string format;  ///< "cifar-binary", "image-folder", "idx" or "list-file"
+  /// List-file datasets (file-backed splits): how a file becomes network
+  /// input (torchvision's ImageNet pipelines at dataset.transform's sizes,
+  /// normalised with `mean`/`std`), and the decoding worker threads.
+  ImageTransform train_transform = ImageTransform::imagenet_train();
+  ImageTransform eval_transform = ImageTransform::imagenet_eval();
+  int workers = 0;
 
   int64_t num_classes() const { return train.num_classes(); }
+  /// True for list-file datasets: images are decoded from files as batches
+  /// are made (data/inputs.h), never held in memory.
+  bool file_backed() const { return train.file_backed(); }
 };
 
 /// Loads the dataset a config names, applies the long-tail subsampling to the
-/// training set and the head/tail split. Throws DataError for missing or
+/// training set and the head/tail split. List-file datasets (ImageNet-LT,
+/// Places-LT, iNaturalist-LT, ListFile-LT) are taken as their lists give them
+/// (the lists are the long tail; dataset.imbalance_factor is not applied) and
+/// stay file-backed; every listed file must exist. Throws DataError for missing or
 /// malformed data (naming the path), io::ConfigError for an unknown dataset
 /// name.
 LongTailDataset load_long_tail_dataset(const io::DatasetConfig& dataset,

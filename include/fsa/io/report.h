@@ -37,6 +37,10 @@ struct ReportFiles {
   /// Parts of the report left out because the run has no data for them
   /// (no Phase III, no confusion matrix, no history), one sentence each.
   std::vector<std::string> notes;
+  /// Contact sheets of class activation maps found in out_dir
+  /// (contact_<c>_<name>.png, written by `fsa visualize` and `fsa run`), file
+  /// names in class order; report.html shows them in their own section.
+  std::vector<std::string> contact_sheets;
 };
 
 /// Reads `<run_dir>/metrics.json` (written by `fsa run`, `fsa phase-i`,
@@ -49,7 +53,8 @@ struct ReportFiles {
 ///    that has one (rows: true class), same class order;
 ///  - curves_<phase>.png: loss, top-1 and learning rate per epoch;
 ///  - report.html: header, metric table (phases side by side with the change
-///    in percentage points), per-class table, and the images above.
+///    in percentage points), per-class table, the images above, and any CAM
+///    contact sheets (contact_*.png) already in out_dir.
 /// Accuracies in metrics.json are fractions in [0, 1]; the report shows
 /// percentages. Parts the run lacks are skipped and listed in `notes`; plots
 /// gnuplot could not draw are listed in `missing` and report.html says so.

@@ -1,0 +1,207 @@
+// Network input from resident and file-backed splits (data/inputs.h),
+// checked against pixel values computed by hand from the images the tests
+// write.
+#include "fsa/data/inputs.h"
+#include "fsa/data/transforms.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <opencv2/imgcodecs.hpp>
+#include <set>
+
+#include "test_util.h"
+
+namespace fsa::data {
+namespace {
+
+const std::vector<double> kMean{0.5, 0.25, 0.75}, kStd{0.5, 0.25, 0.125};
+
+/// Pixel (y, x) of image i, channel c (RGB): distinct per image and place.
+uint8_t pixel(int i, int y, int x, int c) { return uint8_t((37 * i + 11 * y + 5 * x + 60 * c) % 256); }
+
+/// (v/255 − mean[c]) / std[c] in double: the normalisation by hand.
+double normalised(uint8_t v, int c) { return (v / 255.0 - kMean[c]) / kStd[c]; }
+
+/// A file-backed dataset of n lossless PNGs of side × side pixels, label i % 3;
+/// crops of `side` so that evaluation keeps every pixel.
+LongTailDataset png_dataset(const std::string& dir, int n, int side, int workers) {
+  LongTailDataset d;
+  d.train.class_names = {"a", "b", "c"};
+  std::vector<int64_t> labels;
+  for (int i = 0; i < n; ++i) {
+    cv::Mat m(side, side, CV_8UC3);
+    for (int y = 0; y < side; ++y) {
+      for (int x = 0; x < side; ++x) {
+        // OpenCV stores BGR.
+        m.at<cv::Vec3b>(y, x) = cv::Vec3b(pixel(i, y, x, 2), pixel(i, y, x, 1), pixel(i, y, x, 0));
+      }
+    }
+    const auto path = dir + "/img" + std::to_string(i) + ".png";
+    EXPECT_TRUE(cv::imwrite(path, m));
+    d.train.files.push_back({path, i % 3});
+    labels.push_back(i % 3);
+  }
+  d.train.labels = torch::tensor(labels, torch::kInt64);
+  d.test = d.train;
+  d.mean = kMean;
+  d.std = kStd;
+  d.train_transform = ImageTransform::imagenet_train(side);
+  d.eval_transform = ImageTransform::imagenet_eval(side);
+  d.eval_transform.resize_size = side;
+  for (auto* t : {&d.train_transform, &d.eval_transform}) {
+    t->mean = kMean;
+    t->std = kStd;
+  }
+  d.workers = workers;
+  return d;
+}
+
+void expect_image(const torch::Tensor& x, int i, int side) {
+  ASSERT_EQ(x.sizes(), torch::IntArrayRef({3, side, side}));
+  double worst = 0;
+  for (int c = 0; c < 3; ++c) {
+    for (int y = 0; y < side; ++y) {
+      for (int xx = 0; xx < side; ++xx) {
+        worst = std::max(worst, std::abs(x[c][y][xx].item<double>() - normalised(pixel(i, y, xx, c), c)));
+      }
+    }
+  }
+  EXPECT_LT(worst, 1e-5) << "image " << i;
+}
+
+TEST(Inputs, FileBackedEvaluationInputIsTheNormalisedImage) {
+  fsa::testing::TempDir dir;
+  const auto d = png_dataset(dir.path(), 5, 8, 2);
+  const auto x = eval_inputs(d, d.test, torch::tensor({3, 0}, torch::kInt64), torch::kCPU);
+  ASSERT_EQ(x.sizes(), torch::IntArrayRef({2, 3, 8, 8}));
+  expect_image(x[0], 3, 8);
+  expect_image(x[1], 0, 8);
+  const auto pixels = picture_pixels(d, d.test, torch::tensor({4}, torch::kInt64));
+  ASSERT_EQ(pixels.sizes(), torch::IntArrayRef({1, 3, 8, 8}));
+  EXPECT_EQ(pixels.scalar_type(), torch::kUInt8);
+  EXPECT_EQ(pixels[0][1][2][5].item<int>(), pixel(4, 2, 5, 1));
+}
+
+TEST(Inputs, FileBackedSequentialPassDeliversEveryImageInOrder) {
+  fsa::testing::TempDir dir;
+  const auto d = png_dataset(dir.path(), 7, 8, 2);
+  SequentialBatches input(d, d.test, 3, torch::kCPU);
+  EXPECT_EQ(input.batches(), 3);
+  int64_t next_index = 0;
+  while (auto b = input.next()) {
+    for (int64_t j = 0; j < b->labels.size(0); ++j, ++next_index) {
+      EXPECT_EQ(b->indices[j].item<int64_t>(), next_index);
+      EXPECT_EQ(b->labels[j].item<int64_t>(), next_index % 3);
+      expect_image(b->inputs[j], int(next_index), 8);
+    }
+  }
+  EXPECT_EQ(next_index, 7);
+}
+
+TEST(Inputs, ResidentSequentialPassIsTheNormalisedImages) {
+  LongTailDataset d;
+  d.test.images = torch::randint(0, 256, {5, 3, 4, 4}, torch::kUInt8);
+  d.test.labels = torch::tensor({0, 1, 2, 0, 1}, torch::kInt64);
+  d.mean = kMean;
+  d.std = kStd;
+  SequentialBatches input(d, d.test, 2, torch::kCPU);
+  int64_t seen = 0;
+  while (auto b = input.next()) {
+    for (int64_t j = 0; j < b->labels.size(0); ++j, ++seen) {
+      EXPECT_EQ(b->labels[j].item<int64_t>(), d.test.labels[seen].item<int64_t>());
+      for (int c = 0; c < 3; ++c) {
+        const auto v = uint8_t(d.test.images[seen][c][1][2].item<int>());
+        EXPECT_NEAR(b->inputs[j][c][1][2].item<double>(), normalised(v, c), 1e-5);
+      }
+    }
+  }
+  EXPECT_EQ(seen, 5);
+}
+
+/// Every index once per epoch; batches identical for the same seed whatever
+/// the number of workers.
+std::vector<torch::Tensor> epoch_inputs(TrainingBatches& input, int64_t epoch,
+                                        std::multiset<int64_t>* seen) {
+  input.start_epoch(epoch, at::make_generator<at::CPUGeneratorImpl>(epoch));
+  std::vector<torch::Tensor> out;
+  while (auto b = input.next()) {
+    for (int64_t j = 0; j < b->indices.size(0); ++j) {
+      seen->insert(b->indices[j].item<int64_t>());
+      EXPECT_EQ(b->labels[j].item<int64_t>(), b->indices[j].item<int64_t>() % 3);
+    }
+    out.push_back(b->inputs);
+  }
+  return out;
+}
+
+TEST(Inputs, FileBackedTrainingEpochsAreCompleteAndReproducible) {
+  fsa::testing::TempDir dir;
+  auto d1 = png_dataset(dir.path(), 9, 16, 1);
+  auto d2 = d1;
+  d2.workers = 2;
+  TrainingBatches a(d1, 4, 7, torch::kCPU), b(d2, 4, 7, torch::kCPU);
+  EXPECT_EQ(a.batches_per_epoch(), 3);
+  for (int64_t epoch = 0; epoch < 2; ++epoch) {
+    std::multiset<int64_t> seen_a, seen_b;
+    const auto xa = epoch_inputs(a, epoch, &seen_a), xb = epoch_inputs(b, epoch, &seen_b);
+    EXPECT_EQ(seen_a, (std::multiset<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
+    EXPECT_EQ(seen_a, seen_b);
+    ASSERT_EQ(xa.size(), xb.size());
+    for (size_t k = 0; k < xa.size(); ++k) EXPECT_TRUE(torch::equal(xa[k], xb[k])) << k;
+  }
+}
+
+TEST(Inputs, ResidentTrainingEpochsAreCompleteAndFollowTheGenerator) {
+  LongTailDataset d;
+  d.train.images = torch::randint(0, 256, {10, 3, 8, 8}, torch::kUInt8);
+  d.train.labels = torch::arange(10, torch::kInt64).remainder(3);
+  d.mean = kMean;
+  d.std = kStd;
+  TrainingBatches a(d, 4, 0, torch::kCPU), b(d, 4, 0, torch::kCPU);
+  std::multiset<int64_t> seen_a, seen_b;
+  const auto xa = epoch_inputs(a, 3, &seen_a), xb = epoch_inputs(b, 3, &seen_b);
+  std::multiset<int64_t> all;
+  for (int64_t i = 0; i < 10; ++i) all.insert(i);
+  EXPECT_EQ(seen_a, all);
+  ASSERT_EQ(xa.size(), 3u);
+  for (size_t k = 0; k < xa.size(); ++k) EXPECT_TRUE(torch::equal(xa[k], xb[k]));
+  // Phase I's draws: the permutation, then each batch's crops and flips, all
+  // from the epoch's generator.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  const auto order = torch::randperm(10, gen, torch::kInt64);
+  const auto picked = d.train.images.index_select(0, order.narrow(0, 0, 4));
+  const auto first = normalize(random_crop_flip(picked, 4, gen), kMean, kStd);
+  EXPECT_TRUE(torch::equal(first, xa[0]));
+}
+
+TEST(Inputs, FileBackedAugmentedInputIsSeededFromTheGenerator) {
+  fsa::testing::TempDir dir;
+  const auto d = png_dataset(dir.path(), 4, 16, 2);
+  const auto idx = torch::tensor({2, 1, 2}, torch::kInt64);
+  auto g1 = at::make_generator<at::CPUGeneratorImpl>(11);
+  auto g2 = at::make_generator<at::CPUGeneratorImpl>(11);
+  const auto x1 = train_inputs(d, idx, g1, torch::kCPU), x2 = train_inputs(d, idx, g2, torch::kCPU);
+  EXPECT_EQ(x1.sizes(), torch::IntArrayRef({3, 3, 16, 16}));
+  EXPECT_TRUE(torch::equal(x1, x2));
+  // The same image twice in a batch gets its own augmentation.
+  EXPECT_FALSE(torch::equal(x1[0], x1[2]));
+}
+
+TEST(Inputs, CorruptFileIsNamed) {
+  fsa::testing::TempDir dir;
+  auto d = png_dataset(dir.path(), 3, 8, 2);
+  fsa::testing::write_bytes(d.test.files[1].path, {0x89, 'P', 'N', 'G', 0, 1});
+  try {
+    eval_inputs(d, d.test, torch::tensor({0, 1}, torch::kInt64), torch::kCPU);
+    FAIL() << "no error for a corrupt file";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(d.test.files[1].path), std::string::npos) << e.what();
+  }
+  SequentialBatches input(d, d.test, 3, torch::kCPU);
+  EXPECT_THROW(input.next(), DataError);
+}
+
+}  // namespace
+}  // namespace fsa::data
