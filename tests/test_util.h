@@ -83,4 +83,15 @@ inline std::string read_text(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+#ifdef FSA_BINARY
+/// Runs the fsa program with `args` (stdout and stderr into dir/cmd.log);
+/// returns its exit code and, if `output` is given, what it printed.
+inline int run_fsa(const TempDir& dir, const std::string& args, std::string* output = nullptr) {
+  const auto log = dir / "cmd.log";
+  const int rc = run_command(std::string(FSA_BINARY) + " " + args, log);
+  if (output) *output = read_text(log);
+  return rc;
+}
+#endif
+
 }  // namespace fsa::testing

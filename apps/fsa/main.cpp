@@ -264,12 +264,12 @@ int main(int argc, char** argv) {
       auto cfg = fsa::io::parse_pipeline(doc, source);
       fsa::train::validate_pipeline(cfg);
       auto ws = fsa::train::make_workspace(cfg.phase_i);
+      fsa::train::validate_pipeline_data(cfg, ws);  // before the run folder is made
       const auto dir = run_o.out.empty() && run_o.config.empty()
                            ? std::string("runs/quickstart")
                            : (run_o.out.empty() ? out_dir(run_o, "") : run_o.out);
       log_to_folder(dir);
-      const auto table = fsa::train::run_pipeline(cfg, ws, dir);
-      std::cout << "\n" << table << std::flush;
+      fsa::train::run_pipeline(cfg, ws, dir);  // logs the Phase I / Phase III table at the end
     } else if (bench->parsed()) {
       auto options = bench_o.bench;
       options.layer2 = !bench_o.no_layer2;

@@ -69,6 +69,10 @@ ListFile read_list_file(const std::string& path, const ListFileOptions& options)
     if (options.check_exists && !fs::exists(full)) {
       throw DataError(fmt::format("list file {}:{}: '{}' does not exist", path, line_no, full));
     }
+    if (options.check_exists && fs::is_directory(full)) {
+      throw DataError(fmt::format("list file {}:{}: '{}' is a folder, not an image file", path,
+                                  line_no, full));
+    }
     max_label = std::max(max_label, label);
     out.samples.push_back(FileSample{std::move(full), label});
   }

@@ -1,7 +1,9 @@
 #include "fsa/data/long_tail.h"
 
+#include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cmath>
@@ -186,6 +188,35 @@ std::vector<std::string> list_class_names(const ListFile& train) {
   return names;
 }
 
+/// Positions of the set's images that can be decoded (dataset.skip_corrupt):
+/// decodes every file once, in parallel, and logs each one left out.
+std::vector<int64_t> decodable(const ImageSet& set, const std::string& split) {
+  const auto n = set.size();
+  std::vector<std::string> errors(static_cast<size_t>(n));
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      try {
+        decode_image(set.files[size_t(i)].path);
+      } catch (const DataError& e) {
+        errors[size_t(i)] = e.what();
+      }
+    }
+  });
+  std::vector<int64_t> keep;
+  for (int64_t i = 0; i < n; ++i) {
+    if (errors[size_t(i)].empty()) {
+      keep.push_back(i);
+    } else {
+      spdlog::warn("dataset.skip_corrupt: leaving out {} image: {}", split, errors[size_t(i)]);
+    }
+  }
+  if (static_cast<int64_t>(keep.size()) < n) {
+    spdlog::warn("dataset.skip_corrupt: left out {} of {} {} images", n - int64_t(keep.size()),
+                 n, split);
+  }
+  return keep;
+}
+
 /// A file-backed ImageSet of a list's samples.
 ImageSet file_set(const ListFile& list, const std::vector<std::string>& class_names) {
   ImageSet set;
@@ -293,6 +324,11 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     if (d.max_test_per_class > 0) out.test = limit_per_class(out.test, d.max_test_per_class);
     kept.resize(static_cast<size_t>(out.train.size()));
     std::iota(kept.begin(), kept.end(), 0);
+    if (d.skip_corrupt) {
+      kept = decodable(out.train, "training");
+      out.train = out.train.select(to_tensor(kept));
+      out.test = out.test.select(to_tensor(decodable(out.test, "test")));
+    }
     mean = kImageNetMean;
     std = kImageNetStd;
     out.format = "list-file";

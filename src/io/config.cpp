@@ -210,8 +210,8 @@ int64_t list_dataset_classes(const std::string& name) {
 
 /// The keys of list-file datasets; any of them on another dataset is an error.
 void parse_list_dataset(MapReader& d, DatasetConfig& ds) {
-  const std::vector<std::string> keys{"train_list",  "val_list",    "test_list",
-                                      "num_classes", "num_workers", "transform"};
+  const std::vector<std::string> keys{"train_list",  "val_list",    "test_list",   "num_classes",
+                                      "num_workers", "transform",   "skip_corrupt"};
   if (!is_list_dataset(ds.name)) {
     for (const auto& key : keys) {
       if (d.has(key)) {
@@ -230,6 +230,7 @@ void parse_list_dataset(MapReader& d, DatasetConfig& ds) {
   if (ds.test_list.empty()) d.fail("dataset.test_list", "the test split list");
   ds.num_classes = d.get_int("num_classes", list_dataset_classes(ds.name), 0);
   ds.num_workers = d.get_int("num_workers", ds.num_workers, 0);
+  ds.skip_corrupt = d.get_bool("skip_corrupt", ds.skip_corrupt);
   auto t = d.child("transform");
   ds.transform.crop_size = t.get_int("crop_size", ds.transform.crop_size, 1);
   ds.transform.resize_size = t.get_int("resize_size", ds.transform.resize_size, 1);
@@ -274,7 +275,11 @@ void apply_overrides(YAML::Node& doc, const std::vector<std::string>& overrides)
     const std::string key = o.substr(0, eq);
     YAML::Node value;
     try {
-      value = YAML::Load(o.substr(eq + 1));
+      // "key=" is an empty string, not YAML's null: a number, list or mapping
+      // key then fails its type check instead of silently falling back to its
+      // default (write key=null for null).
+      const auto text = o.substr(eq + 1);
+      value = text.empty() ? YAML::Node(std::string()) : YAML::Load(text);
     } catch (const YAML::Exception& e) {
       throw ConfigError(fmt::format("override '{}': value is not valid YAML: {}", o, e.msg));
     }
@@ -525,6 +530,7 @@ std::string to_yaml(const Config& c) {
     e << YAML::Key << "test_list" << YAML::Value << d.test_list;
     e << YAML::Key << "num_classes" << YAML::Value << d.num_classes;
     e << YAML::Key << "num_workers" << YAML::Value << d.num_workers;
+    e << YAML::Key << "skip_corrupt" << YAML::Value << d.skip_corrupt;
     e << YAML::Key << "transform" << YAML::Value << YAML::BeginMap;
     e << YAML::Key << "crop_size" << YAML::Value << d.transform.crop_size;
     e << YAML::Key << "resize_size" << YAML::Value << d.transform.resize_size;

@@ -46,9 +46,14 @@ void write_file_atomic(const std::string& path, const std::vector<char>& bytes) 
 }
 
 std::vector<char> read_file(const std::string& path) {
+  if (std::filesystem::is_directory(path)) {
+    throw std::runtime_error(fmt::format("'{}' is a folder, not a file", path));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(fmt::format("cannot open '{}'", path));
-  return std::vector<char>(std::istreambuf_iterator<char>(in), {});
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), {});
+  if (in.bad()) throw std::runtime_error(fmt::format("error reading '{}'", path));
+  return bytes;
 }
 
 }  // namespace fsa::io

@@ -10,19 +10,13 @@
 #include <sstream>
 
 #include "fsa/io/files.h"
+#include "internal.h"
 
 namespace fsa::train {
 namespace {
 
 c10::impl::GenericDict string_dict() {
   return c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get());
-}
-
-/// The first line of an exception's message, without LibTorch's C++ backtrace.
-std::string short_message(const std::exception& e) {
-  const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
-  const std::string text = c10_error ? c10_error->what_without_backtrace() : e.what();
-  return text.substr(0, text.find('\n'));
 }
 
 c10::impl::GenericDict read_dict(const std::string& path) {
@@ -40,7 +34,7 @@ c10::impl::GenericDict read_dict(const std::string& path) {
     value = torch::pickle_load(bytes);
   } catch (const std::exception& e) {
     throw CheckpointError(fmt::format("checkpoint '{}' is truncated or not an fsa checkpoint "
-                                      "(a pickled dict): {}", path, short_message(e)));
+                                      "(a pickled dict): {}", path, detail::short_message(e)));
   }
   if (!value.isGenericDict()) {
     throw CheckpointError(fmt::format("checkpoint '{}' does not hold a dict", path));

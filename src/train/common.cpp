@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <random>
 #include <thread>
@@ -113,6 +114,21 @@ std::string format_duration(double seconds) {
   if (s < 60) return fmt::format("{}s", s);
   if (s < 3600) return fmt::format("{}m{:02d}s", s / 60, s % 60);
   return fmt::format("{}h{:02d}m", s / 3600, (s % 3600) / 60);
+}
+
+std::string short_message(const std::exception& e) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+  const std::string text = c10_error ? c10_error->what_without_backtrace() : e.what();
+  return text.substr(0, text.find('\n'));
+}
+
+std::optional<double> resident_mib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // "... kB"
+  }
+  return std::nullopt;
 }
 
 }  // namespace detail
@@ -250,6 +266,11 @@ PhaseResult run_test(const io::Config& cfg, Workspace& ws, const std::string& ch
   load_checkpoint(checkpoint, *model, nullptr);
   PhaseResult r;
   r.report = evaluate(*model, ws.data.test, ws.data, ws.device, cfg.test.batch_size);
+  if (!std::isfinite(r.report.loss)) {
+    throw TrainingError(fmt::format("checkpoint '{}' gives a test loss of {}: its weights have "
+                                    "diverged, so its accuracy means nothing",
+                                    checkpoint, r.report.loss));
+  }
   r.metrics = {{"test", report_json(r.report, ws.data.class_counts)},
                {"checkpoint", checkpoint}};
   detail::write_json((fs::path(out_dir) / "metrics.json").string(), r.metrics);

@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "internal.h"
@@ -31,6 +32,13 @@ void EpochKeeper::restore(const CheckpointInfo& info) {
 void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double train_acc,
                             const eval::Report& test, double seconds) {
   const int64_t done = epoch + 1;
+  if (!std::isfinite(test.loss)) {  // before anything of this epoch is kept
+    throw TrainingError(fmt::format(
+        "{} epoch {}: the test loss is {}: the weights have diverged (lower the learning rate "
+        "or set train.gradient_clip); no checkpoint of this epoch was written",
+        phase_, done, test.loss));
+  }
+  const auto rss = resident_mib();
   auto opt = [](const std::optional<double>& v) {
     return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
   };
@@ -45,7 +53,8 @@ void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double 
                       {"test_many", opt(test.many)},
                       {"test_medium", opt(test.medium)},
                       {"test_few", opt(test.few)},
-                      {"seconds", seconds}});
+                      {"seconds", seconds},
+                      {"rss_mib", opt(rss)}});
   events_->add_scalar("loss/train", train_loss, done);
   events_->add_scalar("acc/train", train_acc, done);
   events_->add_scalar("loss/test", test.loss, done);
@@ -65,10 +74,11 @@ void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double 
     best_epoch_ = done;
   }
   spdlog::info("{} epoch {}/{}: lr {:.3g}, train loss {:.4f}, train acc {:.2f}%, test loss "
-               "{:.4f}, test top-1 {:.2f}% (head {:.2f}%, tail {:.2f}%), best {:.2f}% @ {}, {}",
+               "{:.4f}, test top-1 {:.2f}% (head {:.2f}%, tail {:.2f}%), best {:.2f}% @ {}, {}, "
+               "resident {:.0f} MiB",
                phase_, done, cfg_.train.num_epoch, lr, train_loss, 100 * train_acc, test.loss,
                100 * test.top1, 100 * test.head.value_or(0), 100 * test.tail.value_or(0),
-               100 * best_acc1_, best_epoch_, format_duration(seconds));
+               100 * best_acc1_, best_epoch_, format_duration(seconds), rss.value_or(0.0));
   CheckpointInfo info;
   info.phase = phase_;
   info.epoch = done;

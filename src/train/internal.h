@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "fsa/io/config.h"
@@ -69,6 +70,14 @@ void write_report_safely(const std::string& out_dir);
 
 /// Formats seconds as "1m23s".
 std::string format_duration(double seconds);
+
+/// The process's resident set size in MiB (VmRSS of /proc/self/status), or
+/// nullopt where that file does not exist. Logged per epoch, so that memory
+/// growth from epoch to epoch shows.
+std::optional<double> resident_mib();
+
+/// The first line of an exception's message, without LibTorch's C++ backtrace.
+std::string short_message(const std::exception& e);
 
 }  // namespace fsa::train::detail
 

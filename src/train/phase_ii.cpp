@@ -170,8 +170,10 @@ Analysis load_analysis(const std::string& path) {
     a.cam_layer = d.at("cam_layer").toStringRef();
     a.confusing_from = d.at("confusing_from").toStringRef();
     return a;
-  } catch (const c10::Error& e) {
-    throw CheckpointError(fmt::format("Phase II analysis '{}' is truncated or malformed", path));
+  } catch (const std::exception& e) {  // unreadable, not a pickle, or not an analysis dict
+    throw CheckpointError(fmt::format("Phase II analysis '{}' is not a readable analysis.pt "
+                                      "(written by `fsa extract`): {}", path,
+                                      detail::short_message(e)));
   }
 }
 

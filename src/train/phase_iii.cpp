@@ -38,13 +38,19 @@ FeatureStore load_store(const std::string& path, const data::Fingerprint& expect
                                       "Phase II with feature.store: true", path));
   }
   c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
+  data::Fingerprint stored;
   try {
     d = torch::pickle_load(io::read_file(path)).toGenericDict();
-  } catch (const c10::Error&) {
-    throw CheckpointError(fmt::format("feature store '{}' is truncated or malformed", path));
+    stored = detail::fingerprint_from(d.at("fingerprint").toGenericDict());
+    d.at("cam_layer").toStringRef();
+    d.at("features").toTensor();
+    d.at("cams").toTensor();
+  } catch (const std::exception& e) {
+    throw CheckpointError(fmt::format("feature store '{}' is not a readable features.pt (written "
+                                      "by `fsa extract --store`): {}", path,
+                                      detail::short_message(e)));
   }
-  const auto diff = detail::fingerprint_from(d.at("fingerprint").toGenericDict())
-                        .differences(expected);
+  const auto diff = stored.differences(expected);
   if (!diff.empty()) {
     throw CheckpointError(fmt::format("feature store '{}' was made from another training set "
                                       "(stored vs now: {})", path, diff));

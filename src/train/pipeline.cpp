@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <sstream>
@@ -31,11 +32,24 @@ void validate_pipeline(const io::PipelineConfig& cfg) {
   validate_phase_iii(cfg.phase_iii);
 }
 
+void validate_pipeline_data(const io::PipelineConfig& cfg, const Workspace& ws) {
+  const auto heads = std::count(ws.data.head.begin(), ws.data.head.end(), true);
+  if (heads == ws.data.num_classes() || heads == 0) {
+    throw io::ConfigError(fmt::format(
+        "config {}: {} of the {} classes are head classes (finetune.head_ratio {}{}), so "
+        "Phase III would have {}; change finetune.head_ratio or finetune.head_classes",
+        cfg.phase_i.source, heads, ws.data.num_classes(), cfg.phase_i.finetune.head_ratio,
+        cfg.phase_i.finetune.head_classes.empty() ? "" : ", finetune.head_classes given",
+        heads == 0 ? "no head class to draw confusing classes from" : "no tail class to augment"));
+  }
+}
+
 std::string run_pipeline(const io::PipelineConfig& cfg_in, Workspace& ws,
                          const std::string& out_dir) {
   validate_pipeline(cfg_in);
   io::PipelineConfig cfg = cfg_in;
   cfg.phase_ii.feature.store = cfg.phase_ii.feature.store || cfg.phase_iii.finetune.offline;
+  validate_pipeline_data(cfg, ws);
   fs::create_directories(out_dir);
   const auto t0 = std::chrono::steady_clock::now();
 

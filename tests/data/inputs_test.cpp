@@ -9,6 +9,8 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <opencv2/imgcodecs.hpp>
+#include <fmt/format.h>
+#include <filesystem>
 #include <set>
 
 #include "test_util.h"
@@ -201,6 +203,65 @@ TEST(Inputs, CorruptFileIsNamed) {
   }
   SequentialBatches input(d, d.test, 3, torch::kCPU);
   EXPECT_THROW(input.next(), DataError);
+}
+
+
+/// root/train/c<k>/<i>.png (8×8) for counts[k] images, root/test/c<k>/0.png,
+/// and the lists train.txt and test.txt over them.
+void write_list_dataset(const std::string& root, const std::vector<int>& counts) {
+  std::ofstream train(root + "/train.txt"), test(root + "/test.txt");
+  for (size_t k = 0; k < counts.size(); ++k) {
+    for (const auto* split : {"train", "test"}) {
+      const int n = std::string(split) == "train" ? counts[k] : 1;
+      const auto folder = fmt::format("{}/c{}", split, k);
+      std::filesystem::create_directories(root + "/" + folder);
+      for (int i = 0; i < n; ++i) {
+        const auto rel = fmt::format("{}/{}.png", folder, i);
+        EXPECT_TRUE(cv::imwrite(root + "/" + rel, cv::Mat(8, 8, CV_8UC3, cv::Scalar(10 * i, 50, 90))));
+        (std::string(split) == "train" ? train : test) << rel << " " << k << "\n";
+      }
+    }
+  }
+}
+
+TEST(ListFileDataset, IsFileBackedAndSkipsUndecodableImagesOnlyWhenAsked) {
+  fsa::testing::TempDir dir;
+  write_list_dataset(dir.path(), {3, 2});
+  io::DatasetConfig d;
+  d.name = "ListFile-LT";
+  d.root = dir.path();
+  d.train_list = "train.txt";
+  d.test_list = "test.txt";
+  d.transform.crop_size = d.transform.resize_size = 8;
+  io::FinetuneConfig split;
+  auto data = load_long_tail_dataset(d, split, 0, 2);
+  EXPECT_TRUE(data.file_backed());
+  EXPECT_EQ(data.format, "list-file");
+  EXPECT_EQ(data.class_counts, (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(data.train.class_names, (std::vector<std::string>{"c0", "c1"}));  // the folders
+  EXPECT_EQ(data.test.size(), 2);
+  EXPECT_EQ(data.eval_transform.crop_size, 8);
+
+  const auto broken = dir / "train/c0/1.png";
+  fsa::testing::write_bytes(broken, {0x89, 'P', 'N', 'G', 1, 2, 3});
+  // Default: loading does not decode; the first pass over the images stops at it.
+  data = load_long_tail_dataset(d, split, 0, 2);
+  EXPECT_EQ(data.class_counts, (std::vector<int64_t>{3, 2}));
+  SequentialBatches pass(data, data.train, 8, torch::kCPU);
+  try {
+    pass.next();
+    FAIL() << "no error for " << broken;
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(broken), std::string::npos) << e.what();
+  }
+  // skip_corrupt: left out at load time.
+  d.skip_corrupt = true;
+  data = load_long_tail_dataset(d, split, 0, 2);
+  EXPECT_EQ(data.class_counts, (std::vector<int64_t>{2, 2}));
+  for (const auto& f : data.train.files) EXPECT_NE(f.path, broken);
+  EXPECT_EQ(data.source_indices, (std::vector<int64_t>{0, 2, 3, 4}));
+  SequentialBatches clean(data, data.train, 8, torch::kCPU);
+  EXPECT_EQ(clean.next()->labels.size(0), 4);
 }
 
 }  // namespace

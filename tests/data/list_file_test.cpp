@@ -95,6 +95,10 @@ TEST(ListFile, ChecksThatFilesExist) {
       << msg;
   write_text(dir / "img/a/2.jpg", "x");
   EXPECT_EQ(read_list_file(dir / "list.txt", o).size(), 2);
+  write_text(dir / "folder.txt", "a/1.jpg 0\na 1\n");  // a line naming a folder
+  const auto folder = data_error([&] { read_list_file(dir / "folder.txt", o); });
+  EXPECT_NE(folder.find("folder.txt:2: '" + (dir / "img/a") + "' is a folder"), std::string::npos)
+      << folder;
 }
 
 TEST(ListFile, ClassStatsShotGroupsAndHead) {

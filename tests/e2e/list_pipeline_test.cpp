@@ -74,10 +74,7 @@ class ListPipeline : public ::testing::Test {
   static void TearDownTestSuite() { delete dir_; }
 
   int fsa(const std::string& args, std::string* output = nullptr) {
-    const auto log = *dir_ / "cmd.log";
-    const int rc = fsa::testing::run_command(std::string(FSA_BINARY) + " " + args, log);
-    if (output) *output = read_text(log);
-    return rc;
+    return fsa::testing::run_fsa(*dir_, args, output);
   }
   static std::string path(const std::string& name) { return *dir_ / name; }
 

@@ -93,6 +93,20 @@ phase_iii: {train: {num_epoch: 40, optimizer: {name: SGD, kwargs: {lr: 0.0005}}}
   EXPECT_THROW(apply_overrides(doc, {"random_seed.x=1"}), ConfigError);
 }
 
+TEST(Config, EmptyOverrideIsAnEmptyStringNotTheDefault) {
+  auto doc = YAML::Load("train: {num_epoch: 3}");
+  apply_overrides(doc, {"train.num_epoch="});
+  try {
+    parse_config(doc, "a.yaml");
+    FAIL() << "an empty num_epoch was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.num_epoch"), std::string::npos) << e.what();
+  }
+  doc = YAML::Load("model: {name: resnet20}");
+  apply_overrides(doc, {"model="});
+  EXPECT_THROW(parse_config(doc, "a.yaml"), ConfigError);  // a mapping was expected
+}
+
 TEST(Config, ResolvedYamlReadsBackToTheSameConfig) {
   auto c = parse_config(YAML::Load("train: {num_epoch: 7, optimizer: {name: AdamW, kwargs: "
                                    "{lr: 0.00001, eps: 6.0e-7, weight_decay: 0.01}}}"),

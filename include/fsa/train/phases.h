@@ -96,6 +96,12 @@ void validate_phase_iii(const io::Config& cfg);
 /// and model; Phase III's config is valid. Throws io::ConfigError.
 void validate_pipeline(const io::PipelineConfig& cfg);
 
+/// What the data must give the pipeline, checked before Phase I: Phase III
+/// needs at least one tail class to augment and one head class to draw
+/// confusing classes from (ws.data.head). Throws io::ConfigError naming
+/// finetune.head_ratio otherwise.
+void validate_pipeline_data(const io::PipelineConfig& cfg, const Workspace& ws);
+
 /// All three phases on `ws` (made from cfg.phase_i), each in out_dir/phase_i,
 /// phase_ii, phase_iii; writes out_dir/metrics.json with phase_i and
 /// phase_iii objects and returns the side-by-side table that it also logs.
