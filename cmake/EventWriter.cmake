@@ -28,6 +28,10 @@ add_library(fsa_events STATIC
 target_compile_features(fsa_events PUBLIC cxx_std_17)
 target_include_directories(fsa_events
   PUBLIC ${PROJECT_SOURCE_DIR}/include ${FSA_EVENTS_PROTO_DIR})
-target_link_libraries(fsa_events PUBLIC protobuf::libprotobuf)
+# The library path, not the protobuf::libprotobuf target: a pip LibTorch, which
+# bundles protobuf statically, makes that target an empty alias when
+# find_package(Torch) runs first (Caffe2Config.cmake), and the link would fail.
+target_include_directories(fsa_events SYSTEM PUBLIC ${Protobuf_INCLUDE_DIRS})
+target_link_libraries(fsa_events PUBLIC ${Protobuf_LIBRARIES})
 set_target_properties(fsa_events PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_compile_options(fsa_events PRIVATE -Wall -Wextra)
