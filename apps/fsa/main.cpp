@@ -38,7 +38,7 @@ struct CommonOptions {
 struct BenchCommandOptions {
   fsa::bench::BenchOptions bench;
   std::string json;
-  bool no_layer2 = false, no_channels_last = false, no_jpeg = false;
+  bool no_layer2 = false, no_channels_last = false, no_bf16 = false, no_jpeg = false;
 };
 
 void add_bench_options(CLI::App* cmd, BenchCommandOptions& o) {
@@ -65,6 +65,7 @@ void add_bench_options(CLI::App* cmd, BenchCommandOptions& o) {
       ->delimiter(',');
   cmd->add_flag("--no-layer2", o.no_layer2, "skip Phase II at the stage before the CAM layer");
   cmd->add_flag("--no-channels-last", o.no_channels_last, "skip the channels-last training step");
+  cmd->add_flag("--no-bf16", o.no_bf16, "skip the bf16-mixed training step");
   cmd->add_flag("--no-jpeg", o.no_jpeg, "skip JPEG decoding");
   cmd->add_option("--json", o.json, "write every figure to this JSON file");
 }
@@ -90,6 +91,9 @@ YAML::Node load_document(const CommonOptions& o, std::string* source) {
     doc = fsa::io::load_yaml_file(o.config);
     *source = o.config;
   }
+  // Messages name the file and what the command line changed in it.
+  for (const auto& kv : o.overrides) *source += " --set " + kv;
+  if (!o.device.empty()) *source += " --device " + o.device;
   auto overrides = o.overrides;
   if (!o.device.empty()) overrides.push_back("device=" + o.device);
   if (o.quiet) overrides.push_back("log.progress=quiet");
@@ -141,7 +145,7 @@ int main(int argc, char** argv) {
 
   CommonOptions train_o, extract_o, finetune_o, test_o, run_o, viz_o;
   BenchCommandOptions bench_o;
-  std::string resume, extract_ckpt, finetune_ckpt, analysis, test_ckpt;
+  std::string resume, extract_ckpt, finetune_ckpt, finetune_resume, analysis, test_ckpt;
   bool store = false, offline = false;
 
   auto* train = app.add_subcommand("train", "Phase I: train a ResNet on the long-tailed set");
@@ -160,6 +164,8 @@ int main(int argc, char** argv) {
   finetune->add_option("--checkpoint", finetune_ckpt, "Phase I checkpoint");
   finetune->add_option("--analysis", analysis, "Phase II analysis.pt");
   finetune->add_flag("--offline", offline, "use Phase II's stored features (offline variant)");
+  finetune->add_option("--resume", finetune_resume,
+                       "resume from this Phase III checkpoint (head, optimiser, epoch)");
 
   auto* test = app.add_subcommand("test", "evaluate a checkpoint on the test set");
   add_common(test, test_o);
@@ -227,6 +233,8 @@ int main(int argc, char** argv) {
       if (!finetune_ckpt.empty()) cfg.checkpoint.load_checkpoint = finetune_ckpt;
       if (!analysis.empty()) cfg.finetune.analysis = analysis;
       cfg.finetune.offline = cfg.finetune.offline || offline;
+      if (!finetune_resume.empty()) cfg.checkpoint.resume = finetune_resume;
+      if (!cfg.checkpoint.resume.empty()) require_file(cfg.checkpoint.resume, "checkpoint.resume");
       fsa::train::validate_phase_iii(cfg);
       require_file(cfg.checkpoint.load_checkpoint, "the Phase I checkpoint (--checkpoint)");
       require_file(cfg.finetune.analysis, "the Phase II analysis (--analysis)");
@@ -274,6 +282,7 @@ int main(int argc, char** argv) {
       auto options = bench_o.bench;
       options.layer2 = !bench_o.no_layer2;
       options.channels_last = !bench_o.no_channels_last;
+      options.bf16_mixed = !bench_o.no_bf16;
       options.jpeg = !bench_o.no_jpeg;
       const auto result = fsa::bench::run_bench(options);
       if (!bench_o.json.empty()) {

@@ -38,6 +38,8 @@
 #include "fsa/models/backbone.h"
 #include "fsa/models/summary.h"
 #include "fsa/train/phases.h"
+#include "fsa/train/precision.h"
+#include "../train/internal.h"
 #include "fsa/train/schedule.h"
 
 namespace fsa::bench {
@@ -196,8 +198,10 @@ json bench_phase_i(const BenchOptions& o, const Clock& clock, const SyntheticDat
   // fsa: the loop body of src/train/phase_i.cpp, less progress and logging.
   model.train();
   auto optimizer = train::make_optimizer(phase_i_optimizer(), model.parameters());
-  double fsa_loss = 0;
-  int64_t correct = 0;
+  // The phases' running loss and accuracy: kept on the device, read back every
+  // batch on the CPU and every 20 batches on a GPU.
+  train::detail::RunningStats stats(device, "bench phase_i", 1);
+  int64_t fsa_steps = 0;
   auto fsa_step = [&] {
     const auto batch = input.next();
     const auto& y = batch.labels;
@@ -206,8 +210,7 @@ json bench_phase_i(const BenchOptions& o, const Clock& clock, const SyntheticDat
     optimizer->zero_grad();
     loss.backward();
     optimizer->step();
-    fsa_loss = loss.item<double>();
-    correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+    stats.add(loss, logits, y, ++fsa_steps);
   };
 
   // Bare LibTorch: the same network, batch and optimiser on a ready float batch.
@@ -230,53 +233,65 @@ json bench_phase_i(const BenchOptions& o, const Clock& clock, const SyntheticDat
 
   Steps steps{fsa_step, bare_step};
 
-  // The same bare step with weights and input in channels-last memory format
-  // (Module::to takes no memory format in C++, so each 4-D parameter is
-  // converted in place).
-  std::shared_ptr<models::Backbone> cl;
-  std::unique_ptr<torch::optim::SGD> cl_opt;
-  torch::Tensor x_cl;
-  if (o.channels_last) {
-    cl = new_model(o, device);
-    cl->train();
-    for (auto& p : cl->parameters()) {
-      if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
-    }
-    cl_opt = std::make_unique<torch::optim::SGD>(
-        cl->parameters(), torch::optim::SGDOptions(opts.lr)
-                              .momentum(opts.momentum)
-                              .weight_decay(opts.weight_decay));
-    x_cl = x_bare.contiguous(at::MemoryFormat::ChannelsLast);
-    steps.push_back([&] {
-      auto loss = F::cross_entropy(cl->forward(x_cl), y_bare);
-      cl_opt->zero_grad();
+  // fsa's step again, under the two speed options of the config, each on its
+  // own copy of the network (same initial weights) and the same batches:
+  // memory_format: channels_last and precision: bf16-mixed.
+  struct Variant {
+    std::string name;
+    std::shared_ptr<models::Backbone> model;
+    std::unique_ptr<torch::optim::Optimizer> optimizer;
+    bool bf16;
+    std::unique_ptr<train::detail::RunningStats> stats;
+    int64_t steps = 0;
+  };
+  std::vector<Variant> variants;
+  if (o.channels_last) variants.push_back({"channels_last", nullptr, nullptr, false, nullptr});
+  if (o.bf16_mixed) variants.push_back({"bf16_mixed", nullptr, nullptr, true, nullptr});
+  for (auto& v : variants) {
+    v.model = new_model(o, device);
+    v.model->use_channels_last(v.name == "channels_last");
+    v.model->train();
+    v.optimizer = train::make_optimizer(phase_i_optimizer(), v.model->parameters());
+    v.stats = std::make_unique<train::detail::RunningStats>(device, "bench " + v.name, 1);
+    steps.push_back([&v, &input, device] {
+      const auto batch = input.next();
+      torch::Tensor logits;
+      {
+        train::AutocastGuard autocast(device, v.bf16);
+        logits = v.model->forward(batch.inputs).to(torch::kFloat32);
+      }
+      auto loss = F::cross_entropy(logits, batch.labels);
+      v.optimizer->zero_grad();
       loss.backward();
-      cl_opt->step();
+      v.optimizer->step();
+      v.stats->add(loss, logits, batch.labels, ++v.steps);
     });
   }
 
-  spdlog::info("bench: Phase I training step, fsa vs bare LibTorch{} ({} + {} rounds)",
-               o.channels_last ? " vs channels-last" : "", o.warmup, o.iters);
+  spdlog::info("bench: Phase I training step, fsa vs bare LibTorch{}{} ({} + {} rounds)",
+               o.channels_last ? ", channels_last" : "", o.bf16_mixed ? ", bf16-mixed" : "",
+               o.warmup, o.iters);
   std::vector<std::vector<double>> c;
   const auto s = run_rounds(clock, steps, o.warmup, o.iters, &c);
   const double t_fsa = median(s[0]), t_bare = median(s[1]);
+  stats.sync(fsa_steps);
   json j{{"fsa_step_ms", ms(t_fsa)},
          {"bare_step_ms", ms(t_bare)},
          {"fsa_images_per_s", b / t_fsa},
          {"bare_images_per_s", b / t_bare},
          {"ratio_vs_bare", t_bare / t_fsa},
          {"paired_ratio_vs_bare", paired_ratio(s[1], s[0])},
-         {"fsa_last_loss", fsa_loss},
+         {"fsa_mean_loss", stats.mean_loss()},
          {"cpu_time", {{"fsa_step_ms", ms(median(c[0]))},
                        {"bare_step_ms", ms(median(c[1]))},
                        {"ratio_vs_bare", median(c[1]) / median(c[0])}}}};
-  if (o.channels_last) {
-    const double t_cl = median(s[2]);
-    j["channels_last"] = {{"bare_step_ms", ms(t_cl)},
-                          {"bare_images_per_s", b / t_cl},
-                          {"speedup_vs_contiguous", t_bare / t_cl},
-                          {"paired_speedup_vs_contiguous", paired_ratio(s[1], s[2])},
-                          {"cpu_time_speedup_vs_contiguous", median(c[1]) / median(c[2])}};
+  for (size_t i = 0; i < variants.size(); ++i) {
+    const double t = median(s[2 + i]);
+    j[variants[i].name] = {{"fsa_step_ms", ms(t)},
+                           {"fsa_images_per_s", b / t},
+                           {"speedup_vs_default", t_fsa / t},
+                           {"paired_speedup_vs_default", paired_ratio(s[0], s[2 + i])},
+                           {"cpu_time_speedup_vs_default", median(c[0]) / median(c[2 + i])}};
   }
   return j;
 }
@@ -434,7 +449,8 @@ json bench_phase_iii(const BenchOptions& o, const Clock& clock, const SyntheticD
   // The online batch of src/train/phase_iii.cpp; with `split`, the clock is
   // read between its parts (data, forward, cam, fusion, head update).
   std::vector<std::array<double, 5>> parts;
-  int64_t correct = 0;
+  train::detail::RunningStats stats(device, "bench phase_iii", 1);
+  int64_t steps = 0;
   auto step = [&](bool split) {
     std::array<double, 6> t{};
     if (split) t[0] = clock.now();
@@ -469,8 +485,7 @@ json bench_phase_iii(const BenchOptions& o, const Clock& clock, const SyntheticD
     optimizer->zero_grad();
     loss.backward();
     optimizer->step();
-    (void)loss.item<double>();
-    correct += logits.argmax(1).eq(batch_labels).sum().item<int64_t>();
+    stats.add(loss, logits, batch_labels, ++steps);
     if (split) {
       t[5] = clock.now();
       parts.push_back({t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3], t[5] - t[4]});
@@ -651,7 +666,11 @@ json machine(torch::Device device) {
           {"use_mkldnn", build_setting(config, "USE_MKLDNN")},
           {"mkldnn", at::get_mkldnn_version()},
           {"openmp", at::get_openmp_version()},
+#ifndef FSA_NO_OPENCV
           {"opencv", CV_VERSION},
+#else
+          {"opencv", nullptr},
+#endif
           {"torch_config", config},
           {"date", utc_now()}};
 }
@@ -698,6 +717,9 @@ json target(const std::string& name, double value, const std::string& op, double
 nlohmann::json run_bench(const BenchOptions& o) {
   validate(o);
   const auto device = train::parse_device(o.device);
+  // As make_workspace: fixed shapes every step, so let cuDNN pick its
+  // fastest convolutions once.
+  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   const auto hw = std::max(1u, std::thread::hardware_concurrency());
   torch::set_num_threads(o.threads > 0 ? static_cast<int>(o.threads) : static_cast<int>(hw));
   const Clock clock(device);
@@ -818,13 +840,16 @@ std::string format_bench(const json& r) {
     row("ratio fsa/bare (images/s)",
         fmt::format("{:9.3f}  (paired {:.3f}, CPU time {:.3f})", num(p["ratio_vs_bare"]),
                     num(p["paired_ratio_vs_bare"]), num(p["cpu_time"]["ratio_vs_bare"])));
-    if (p.contains("channels_last")) {
-      const auto& cl = p["channels_last"];
-      row("bare, channels-last", rate(num(cl["bare_step_ms"]), num(cl["bare_images_per_s"])));
-      row("channels-last speedup over contiguous",
-          fmt::format("{:9.3f}  (paired {:.3f}, CPU time {:.3f})",
-                      num(cl["speedup_vs_contiguous"]), num(cl["paired_speedup_vs_contiguous"]),
-                      num(cl["cpu_time_speedup_vs_contiguous"])));
+    for (const std::string name : {"channels_last", "bf16_mixed"}) {
+      if (!p.contains(name)) continue;
+      const auto& v = p[name];
+      row(name == "channels_last" ? "fsa, memory_format: channels_last"
+                                  : "fsa, precision: bf16-mixed",
+          rate(num(v["fsa_step_ms"]), num(v["fsa_images_per_s"])));
+      row("  speedup over the default (fp32, contiguous)",
+          fmt::format("{:9.3f}  (paired {:.3f}, CPU time {:.3f})", num(v["speedup_vs_default"]),
+                      num(v["paired_speedup_vs_default"]),
+                      num(v["cpu_time_speedup_vs_default"])));
     }
   }
   if (r.contains("eval")) {

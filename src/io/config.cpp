@@ -342,6 +342,14 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
   }
   c.device = r.get_string("device", c.device);
   c.threads = r.get_int("threads", c.threads, 0);
+  c.precision = r.get_string("precision", c.precision);
+  if (c.precision != "fp32" && c.precision != "bf16-mixed") {
+    r.fail("precision", fmt::format("fp32 or bf16-mixed, got '{}'", c.precision));
+  }
+  c.memory_format = r.get_string("memory_format", c.memory_format);
+  if (c.memory_format != "contiguous" && c.memory_format != "channels_last") {
+    r.fail("memory_format", fmt::format("contiguous or channels_last, got '{}'", c.memory_format));
+  }
   r.ignore("phase");  // the reference's train/test switch: subcommands decide here
   r.ignore("tensorboard");
 
@@ -513,6 +521,8 @@ std::string to_yaml(const Config& c) {
   }
   e << YAML::Key << "device" << YAML::Value << c.device;
   e << YAML::Key << "threads" << YAML::Value << c.threads;
+  e << YAML::Key << "precision" << YAML::Value << c.precision;
+  e << YAML::Key << "memory_format" << YAML::Value << c.memory_format;
   e << YAML::Key << "dataset" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "name" << YAML::Value << c.dataset.name;
   e << YAML::Key << "root" << YAML::Value << c.dataset.root;

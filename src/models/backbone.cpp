@@ -33,9 +33,23 @@ size_t Backbone::stage_index(const std::string& cam_layer) const {
                                           fmt::join(stage_names_, ", ")));
 }
 
+void Backbone::use_channels_last(bool on) {
+  const auto format = on ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  torch::NoGradGuard no_grad;
+  // set_data keeps each parameter's identity, so optimisers holding it stay valid.
+  for (auto& p : parameters()) {
+    if (p.dim() == 4) p.set_data(p.data().contiguous(format));
+  }
+  channels_last_ = on;
+}
+
+torch::Tensor Backbone::input_layout(const torch::Tensor& x) const {
+  return channels_last_ && x.dim() == 4 ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+}
+
 torch::Tensor Backbone::features(const torch::Tensor& x, const std::string& cam_layer) {
   const auto last = stage_index(cam_layer);
-  auto a = stem(x);
+  auto a = stem(input_layout(x));
   for (size_t i = 0; i <= last; ++i) a = stages_[i]->forward(a);
   return a;
 }
@@ -51,7 +65,7 @@ torch::Tensor Backbone::forward(const torch::Tensor& x) {
 }
 
 torch::Tensor Backbone::forward_visiting(const torch::Tensor& x, const LayerVisitor& visit) {
-  auto a = stem(x);
+  auto a = stem(input_layout(x));
   visit("stem", a);
   for (size_t s = 0; s < stages_.size(); ++s) {
     int64_t b = 0;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <torch/serialize.h>
 #include <torch/serialize/archive.h>
+#include <zlib.h>
 
 #include <cstring>
 #include <filesystem>
@@ -42,6 +43,23 @@ c10::impl::GenericDict read_dict(const std::string& path) {
   return value.toGenericDict();
 }
 
+/// CRC-32 of `crc` continued over the bytes of `t` (contiguous, on the CPU).
+uint32_t crc_of(uint32_t crc, const at::Tensor& t) {
+  const auto c = t.cpu().contiguous();
+  return static_cast<uint32_t>(
+      crc32_z(crc, static_cast<const Bytef*>(c.data_ptr()), static_cast<size_t>(c.nbytes())));
+}
+
+/// The `checksum` entry: CRC-32 of the state dict's tensors in their order,
+/// then of the optimiser bytes if there are any.
+template <typename Dict>
+int64_t checksum(const Dict& state, const at::Tensor* optimizer_bytes) {
+  uint32_t crc = crc32_z(0, Z_NULL, 0);
+  for (const auto& kv : state) crc = crc_of(crc, kv.value().toTensor());
+  if (optimizer_bytes) crc = crc_of(crc, *optimizer_bytes);
+  return crc;
+}
+
 template <typename F>
 auto field(const c10::impl::GenericDict& d, const std::string& key, const std::string& path,
            F convert) {
@@ -55,39 +73,7 @@ auto field(const c10::impl::GenericDict& d, const std::string& key, const std::s
   }
 }
 
-}  // namespace
-
-void save_checkpoint(const std::string& path, models::Backbone& model,
-                     torch::optim::Optimizer* optimizer, const CheckpointInfo& info) {
-  c10::Dict<std::string, at::Tensor> state;
-  for (const auto& p : model.named_parameters()) state.insert(p.key(), p.value().detach().cpu());
-  for (const auto& b : model.named_buffers()) state.insert(b.key(), b.value().detach().cpu());
-  auto d = string_dict();
-  d.insert("state_dict", state);
-  if (optimizer) {
-    torch::serialize::OutputArchive archive;
-    optimizer->save(archive);
-    std::ostringstream os;
-    archive.save_to(os);
-    const std::string s = os.str();
-    auto bytes = torch::empty({static_cast<int64_t>(s.size())}, torch::kUInt8);
-    std::memcpy(bytes.data_ptr<uint8_t>(), s.data(), s.size());
-    d.insert("optimizer", bytes);
-  }
-  d.insert("epoch", info.epoch);
-  d.insert("best_acc1", info.best_acc1);
-  d.insert("best_epoch", info.best_epoch);
-  d.insert("phase", info.phase);
-  d.insert("arch", model.arch());
-  d.insert("num_classes", model.num_classes());
-  d.insert("cam_layer", info.cam_layer);
-  d.insert("config", info.config);
-  d.insert("history", info.history);
-  io::write_file_atomic(path, torch::pickle_save(d));
-}
-
-CheckpointInfo read_checkpoint_info(const std::string& path) {
-  const auto d = read_dict(path);
+CheckpointInfo info_of(const c10::impl::GenericDict& d, const std::string& path) {
   CheckpointInfo info;
   info.epoch = field(d, "epoch", path, [](const c10::IValue& v) { return v.toInt(); });
   info.best_acc1 = field(d, "best_acc1", path, [](const c10::IValue& v) { return v.toDouble(); });
@@ -101,10 +87,54 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
   return info;
 }
 
+}  // namespace
+
+void save_checkpoint(const std::string& path, models::Backbone& model,
+                     torch::optim::Optimizer* optimizer, const CheckpointInfo& info) {
+  c10::Dict<std::string, at::Tensor> state;
+  // Contiguous (NCHW) whatever the training layout, so that checkpoints of
+  // channels-last runs are the same files as any other.
+  for (const auto& p : model.named_parameters()) {
+    state.insert(p.key(), p.value().detach().cpu().contiguous());
+  }
+  for (const auto& b : model.named_buffers()) state.insert(b.key(), b.value().detach().cpu());
+  auto d = string_dict();
+  d.insert("state_dict", state);
+  at::Tensor optimizer_bytes;
+  if (optimizer) {
+    torch::serialize::OutputArchive archive;
+    optimizer->save(archive);
+    std::ostringstream os;
+    archive.save_to(os);
+    const std::string s = os.str();
+    auto bytes = torch::empty({static_cast<int64_t>(s.size())}, torch::kUInt8);
+    std::memcpy(bytes.data_ptr<uint8_t>(), s.data(), s.size());
+    d.insert("optimizer", bytes);
+    optimizer_bytes = bytes;
+  }
+  const auto generic_state = c10::impl::toGenericDict(state);
+  d.insert("checksum", checksum(generic_state, optimizer ? &optimizer_bytes : nullptr));
+  d.insert("epoch", info.epoch);
+  d.insert("best_acc1", info.best_acc1);
+  d.insert("best_epoch", info.best_epoch);
+  d.insert("phase", info.phase);
+  d.insert("arch", model.arch());
+  d.insert("num_classes", model.num_classes());
+  d.insert("cam_layer", info.cam_layer);
+  d.insert("config", info.config);
+  d.insert("history", info.history);
+  io::write_file_atomic(path, torch::pickle_save(d));
+}
+
+CheckpointInfo read_checkpoint_info(const std::string& path) {
+  return info_of(read_dict(path), path);
+}
+
+
 CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
                                torch::optim::Optimizer* optimizer) {
   const auto d = read_dict(path);
-  const auto info = read_checkpoint_info(path);
+  const auto info = info_of(d, path);
   if (info.arch != model.arch() || info.num_classes != model.num_classes()) {
     throw CheckpointError(fmt::format("checkpoint '{}' holds {} with {} classes; the config asks "
                                       "for {} with {} classes", path, info.arch, info.num_classes,
@@ -113,6 +143,23 @@ CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
   const auto state = field(d, "state_dict", path, [](const c10::IValue& v) {
     return v.toGenericDict();
   });
+  if (d.contains("checksum")) {
+    at::Tensor optimizer_bytes;
+    if (d.contains("optimizer")) {
+      optimizer_bytes = field(d, "optimizer", path, [](const c10::IValue& v) {
+        return v.toTensor();
+      });
+    }
+    const auto expected = field(d, "checksum", path, [](const c10::IValue& v) {
+      return v.toInt();
+    });
+    const auto found = checksum(state, optimizer_bytes.defined() ? &optimizer_bytes : nullptr);
+    if (found != expected) {
+      throw CheckpointError(fmt::format(
+          "checkpoint '{}' is corrupt: its weights and optimiser state do not match the "
+          "CRC-32 written with them ({:08x} written, {:08x} read)", path, expected, found));
+    }
+  }
   std::map<std::string, at::Tensor> by_name;
   for (const auto& kv : state) {
     std::string key = kv.key().toStringRef();

@@ -17,6 +17,7 @@
 #include "fsa/io/report.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/phases.h"
+#include "fsa/train/precision.h"
 #include "internal.h"
 
 namespace fs = std::filesystem;
@@ -59,6 +60,7 @@ std::shared_ptr<models::Backbone> build_model(const io::Config& cfg, const Works
     throw io::ConfigError(fmt::format("config {}: {}", cfg.source, e.what()));
   }
   model->to(ws.device);
+  model->use_channels_last(cfg.channels_last());
   return model;
 }
 
@@ -186,7 +188,7 @@ Workspace make_workspace(const io::Config& cfg) {
 
 eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
                       const data::LongTailDataset& train, torch::Device device,
-                      int64_t batch_size) {
+                      int64_t batch_size, bool bf16_mixed) {
   torch::NoGradGuard no_grad;
   model.eval();
   eval::AccuracyMeter meter(train.num_classes());
@@ -195,7 +197,11 @@ eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
   data::SequentialBatches input(train, test, batch_size, device);
   while (auto batch = input.next()) {
     const auto& y = batch->labels;
-    auto logits = model.forward(batch->inputs);
+    torch::Tensor logits;
+    {
+      AutocastGuard autocast(device, bf16_mixed);
+      logits = model.forward(batch->inputs).to(torch::kFloat32);
+    }
     loss_sum += torch::nn::functional::cross_entropy(
         logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     meter.update(logits, y);
@@ -265,7 +271,8 @@ PhaseResult run_test(const io::Config& cfg, Workspace& ws, const std::string& ch
   auto model = detail::build_model(cfg, ws);
   load_checkpoint(checkpoint, *model, nullptr);
   PhaseResult r;
-  r.report = evaluate(*model, ws.data.test, ws.data, ws.device, cfg.test.batch_size);
+  r.report = evaluate(*model, ws.data.test, ws.data, ws.device, cfg.test.batch_size,
+                      cfg.bf16_mixed());
   if (!std::isfinite(r.report.loss)) {
     throw TrainingError(fmt::format("checkpoint '{}' gives a test loss of {}: its weights have "
                                     "diverged, so its accuracy means nothing",

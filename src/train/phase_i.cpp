@@ -10,6 +10,7 @@
 #include "fsa/data/inputs.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/phases.h"
+#include "fsa/train/precision.h"
 #include "fsa/train/schedule.h"
 #include "internal.h"
 
@@ -56,7 +57,11 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
       const auto& x = batch->inputs;
       const auto& y = batch->labels;
       const auto len = y.size(0);
-      auto logits = model->forward(x);
+      torch::Tensor logits;
+      {
+        AutocastGuard autocast(ws.device, cfg.bf16_mixed());
+        logits = model->forward(x).to(torch::kFloat32);
+      }
       auto loss = torch::nn::functional::cross_entropy(logits, y);
       optimizer->zero_grad();
       loss.backward();
@@ -73,14 +78,16 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
     }
     stats.sync(batches);
     progress->finish();
-    auto report = evaluate(*model, ws.data.test, ws.data, ws.device, cfg.test.batch_size);
+    auto report = evaluate(*model, ws.data.test, ws.data, ws.device, cfg.test.batch_size,
+                           cfg.bf16_mixed());
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     keeper.end_epoch(epoch, lr, stats.mean_loss(), stats.accuracy(), report, secs);
   }
 
   PhaseResult result;
-  result.report = evaluate(*model, ws.data.test, ws.data, ws.device, cfg.test.batch_size);
+  result.report = evaluate(*model, ws.data.test, ws.data, ws.device, cfg.test.batch_size,
+                           cfg.bf16_mixed());
   result.checkpoint = keeper.last_path();
   result.best_checkpoint = keeper.best_path();
   result.metrics = report_json(result.report, ws.data.class_counts);

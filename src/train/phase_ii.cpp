@@ -142,7 +142,7 @@ Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& c
 
   if (cfg.feature.store) {
     c10::impl::GenericDict store(c10::StringType::get(), c10::AnyType::get());
-    store.insert("features", torch::cat(features, 0));
+    store.insert("features", torch::cat(features, 0).contiguous());
     store.insert("cams", torch::cat(cams, 0));
     store.insert("labels", train.labels.cpu());
     store.insert("fingerprint", fingerprint_dict(result.fingerprint));

@@ -17,6 +17,7 @@
 #include "fsa/io/files.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/phases.h"
+#include "fsa/train/precision.h"
 #include "fsa/train/schedule.h"
 #include "internal.h"
 
@@ -133,18 +134,23 @@ std::vector<int64_t> to_vector(const torch::Tensor& t) {
 
 /// Feature maps of the whole test set at the CAM layer, computed once: f is
 /// frozen in Phase III, so each epoch's test needs only the head.
+/// With `bf16_mixed`, f runs under autocast and the maps are kept as float32.
 torch::Tensor test_features(models::Backbone& model, const Workspace& ws,
-                            const std::string& layer, int64_t batch) {
+                            const std::string& layer, int64_t batch, bool bf16_mixed) {
   torch::NoGradGuard no_grad;
   model.eval();
   std::vector<torch::Tensor> out;
   data::SequentialBatches input(ws.data, ws.data.test, batch, ws.device);
-  while (auto b = input.next()) out.push_back(model.features(b->inputs, layer));
+  while (auto b = input.next()) {
+    AutocastGuard autocast(ws.device, bf16_mixed);
+    out.push_back(model.features(b->inputs, layer).to(torch::kFloat32));
+  }
   return torch::cat(out, 0);
 }
 
 eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& features,
-                           const Workspace& ws, const std::string& layer, int64_t batch) {
+                           const Workspace& ws, const std::string& layer, int64_t batch,
+                           bool bf16_mixed) {
   torch::NoGradGuard no_grad;
   eval::AccuracyMeter meter(ws.data.num_classes());
   auto loss_sum =
@@ -153,7 +159,11 @@ eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& feature
   auto labels = ws.data.test.labels.to(ws.device);
   for (int64_t s = 0; s < n; s += batch) {
     const auto len = std::min(batch, n - s);
-    auto logits = model.head(features.narrow(0, s, len), layer);
+    torch::Tensor logits;
+    {
+      AutocastGuard autocast(ws.device, bf16_mixed);
+      logits = model.head(features.narrow(0, s, len), layer).to(torch::kFloat32);
+    }
     auto y = labels.narrow(0, s, len);
     loss_sum += torch::nn::functional::cross_entropy(
         logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
@@ -201,6 +211,23 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
   const auto start = load_checkpoint(checkpoint, *model, nullptr);
   auto optimizer = make_optimizer(cfg.train.optimizer, model->head_parameters(layer));
   detail::EpochKeeper keeper("phase_iii", cfg, out_dir, *model, *optimizer);
+  int64_t start_epoch = 0;
+  if (!cfg.checkpoint.resume.empty()) {
+    // f is frozen in Phase III, so the resumed weights give the same feature
+    // maps as `checkpoint`; the head, its optimiser state and the history
+    // continue, and each epoch's draws depend on the seed and epoch alone.
+    const auto info = load_checkpoint(cfg.checkpoint.resume, *model, optimizer.get());
+    if (info.phase != "phase_iii" || info.cam_layer != layer) {
+      throw CheckpointError(fmt::format(
+          "checkpoint.resume '{}' is a {} checkpoint at CAM layer '{}'; Phase III resumes only "
+          "from a Phase III checkpoint at '{}'", cfg.checkpoint.resume, info.phase,
+          info.cam_layer, layer));
+    }
+    keeper.restore(info);
+    start_epoch = info.epoch;
+    spdlog::info("phase_iii: resuming from '{}' after epoch {}", cfg.checkpoint.resume,
+                 start_epoch);
+  }
 
   const auto labels = to_vector(ws.data.train.labels);
   GroupSampler sampler(labels, ws.data.head, analysis, ft.Na, ft.Nf);
@@ -210,7 +237,7 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
                        ws.data.fingerprint, layer);
   }
   auto train_labels = ws.data.train.labels.to(ws.device);
-  const auto test_maps = test_features(*model, ws, layer, cfg.test.batch_size);
+  const auto test_maps = test_features(*model, ws, layer, cfg.test.batch_size, cfg.bf16_mixed());
   const int64_t groups_per_batch = cfg.train.batch_size / group;
   const auto& tail = sampler.tail();
   const int64_t batches = (int64_t(tail.size()) + groups_per_batch - 1) / groups_per_batch;
@@ -218,7 +245,7 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
                "epoch, from '{}' (Phase I epoch {})", ft.offline ? "offline" : "online",
                tail.size(), groups_per_batch, group, batches, checkpoint, start.epoch);
 
-  for (int64_t epoch = 0; epoch < cfg.train.num_epoch; ++epoch) {
+  for (int64_t epoch = start_epoch; epoch < cfg.train.num_epoch; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     const double lr = lr_at_epoch(cfg.train.lr_scheduler, cfg.train.optimizer.lr, epoch);
     set_learning_rate(*optimizer, lr);
@@ -248,7 +275,9 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
         cams_o = cams.narrow(0, n_tail, n_other);
       } else {
         torch::NoGradGuard no_grad;
-        maps = model->features(data::train_inputs(ws.data, all, gen, ws.device), layer);
+        AutocastGuard autocast(ws.device, cfg.bf16_mixed());
+        maps = model->features(data::train_inputs(ws.data, all, gen, ws.device), layer)
+                   .to(torch::kFloat32);
       }
       auto a_t = maps.narrow(0, 0, n_tail), a_o = maps.narrow(0, n_tail, n_other),
            a_h = maps.narrow(0, n_tail + n_other, maps.size(0) - n_tail - n_other);
@@ -264,7 +293,11 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
           ft.ts, ft.tg, gen);
       auto batch_maps = torch::cat({a_t, fused.maps, a_h});
       auto batch_labels = torch::cat({y_t, fused.labels, y_h});
-      auto logits = model->head(batch_maps, layer);
+      torch::Tensor logits;
+      {
+        AutocastGuard autocast(ws.device, cfg.bf16_mixed());
+        logits = model->head(batch_maps, layer).to(torch::kFloat32);
+      }
       auto loss = torch::nn::functional::cross_entropy(logits, batch_labels);
       optimizer->zero_grad();
       loss.backward();
@@ -282,7 +315,8 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
     stats.sync(batches);
     progress->finish();
     model->eval();
-    auto report = evaluate_head(*model, test_maps, ws, layer, cfg.test.batch_size);
+    auto report = evaluate_head(*model, test_maps, ws, layer, cfg.test.batch_size,
+                                  cfg.bf16_mixed());
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     keeper.end_epoch(epoch, lr, stats.mean_loss(), stats.accuracy(), report, secs);
@@ -290,7 +324,8 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
 
   PhaseResult result;
   model->eval();
-  result.report = evaluate_head(*model, test_maps, ws, layer, cfg.test.batch_size);
+  result.report = evaluate_head(*model, test_maps, ws, layer, cfg.test.batch_size,
+                                  cfg.bf16_mixed());
   result.checkpoint = keeper.last_path();
   result.best_checkpoint = keeper.best_path();
   result.metrics = report_json(result.report, ws.data.class_counts);

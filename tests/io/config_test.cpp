@@ -67,6 +67,12 @@ TEST(Config, UnknownKeyAndWrongTypeNameKeyAndFile) {
   EXPECT_NE(e.find("feature.cam_layers"), std::string::npos) << e;
   e = error_of("train: 5");
   EXPECT_NE(e.find("train"), std::string::npos) << e;
+  e = error_of("precision: fp16");
+  EXPECT_NE(e.find("'precision'"), std::string::npos) << e;
+  EXPECT_NE(e.find("fp32 or bf16-mixed, got 'fp16'"), std::string::npos) << e;
+  e = error_of("memory_format: nhwc");
+  EXPECT_NE(e.find("'memory_format'"), std::string::npos) << e;
+  EXPECT_NE(e.find("contiguous or channels_last, got 'nhwc'"), std::string::npos) << e;
   EXPECT_EQ(error_of("train: {num_epoch: 3}"), "");
 }
 
@@ -108,13 +114,21 @@ TEST(Config, EmptyOverrideIsAnEmptyStringNotTheDefault) {
 }
 
 TEST(Config, ResolvedYamlReadsBackToTheSameConfig) {
-  auto c = parse_config(YAML::Load("train: {num_epoch: 7, optimizer: {name: AdamW, kwargs: "
+  auto c = parse_config(YAML::Load("precision: bf16-mixed\nmemory_format: channels_last\n"
+                                   "train: {num_epoch: 7, optimizer: {name: AdamW, kwargs: "
                                    "{lr: 0.00001, eps: 6.0e-7, weight_decay: 0.01}}}"),
                         "a.yaml");
+  EXPECT_TRUE(c.bf16_mixed());
+  EXPECT_TRUE(c.channels_last());
   const auto again = parse_config(YAML::Load(to_yaml(c)), "resolved.yaml");
   EXPECT_EQ(to_yaml(again), to_yaml(c));
   EXPECT_EQ(again.train.optimizer.eps, 6.0e-7);
   EXPECT_EQ(again.train.num_epoch, 7);
+  EXPECT_TRUE(again.bf16_mixed());
+  EXPECT_TRUE(again.channels_last());
+  const auto defaults = parse_config(YAML::Load("{}"), "b.yaml");
+  EXPECT_FALSE(defaults.bf16_mixed());
+  EXPECT_FALSE(defaults.channels_last());
 }
 
 TEST(Config, ListFileDatasets) {

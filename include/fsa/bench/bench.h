@@ -25,7 +25,8 @@ struct BenchOptions {
   int64_t na = 3;                ///< Phase III: fused maps per tail image (groups of 2·(1+Na))
   std::string cam_layer = "layer3";  ///< the CAM layer of Phase II and III
   bool layer2 = true;            ///< also Phase II at layer2 (batched Grad-CAM)
-  bool channels_last = true;     ///< also the bare training step in channels-last format
+  bool channels_last = true;     ///< also fsa's training step with memory_format channels_last
+  bool bf16_mixed = true;        ///< also fsa's training step with precision bf16-mixed
   bool jpeg = true;              ///< also JPEG decoding (OpenCV)
   uint64_t seed = 0;
   /// Which measurements run: phase_i, eval, phase_ii, phase_iii, data, floor

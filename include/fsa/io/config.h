@@ -140,6 +140,15 @@ struct Config {
   std::optional<uint64_t> random_seed = 0;
   std::string device = "cpu";
   int64_t threads = 0;  ///< 0: all hardware threads
+  /// Arithmetic of the training and evaluation forward passes: "fp32", or
+  /// "bf16-mixed" (autocast to bfloat16 for convolutions and matrix products;
+  /// weights, optimiser state, losses and Phase II stay float32).
+  std::string precision = "fp32";
+  /// Layout of 4-D weights and activations: "contiguous" (NCHW) or
+  /// "channels_last" (NHWC; same values up to float rounding, faster on CPU).
+  std::string memory_format = "contiguous";
+  bool bf16_mixed() const { return precision == "bf16-mixed"; }
+  bool channels_last() const { return memory_format == "channels_last"; }
   DatasetConfig dataset;
   ModelConfig model;
   TrainConfig train;

@@ -53,6 +53,15 @@ class Backbone : public torch::nn::Module {
   /// Name the classifier is registered under ("linear", "fc").
   const std::string& classifier_name() const { return classifier_name_; }
 
+  /// Stores every 4-D weight in channels-last (NHWC) memory format when `on`
+  /// (contiguous NCHW when off), and from then on converts the images given to
+  /// forward, features and forward_visiting to the same format, so that every
+  /// convolution runs on NHWC data (METHOD.md is silent on layout; the values
+  /// agree with NCHW up to float rounding). Call after moving the model to its
+  /// device: Module::to keeps the format, copying weights in (copy_) keeps it too.
+  void use_channels_last(bool on);
+  bool channels_last() const { return channels_last_; }
+
   /// Called with a layer's name and output during forward_visiting.
   using LayerVisitor = std::function<void(const std::string& name, const torch::Tensor& out)>;
   /// forward(x), calling `visit` after the stem ("stem"), after every block of
@@ -70,6 +79,8 @@ class Backbone : public torch::nn::Module {
 
  private:
   size_t stage_index(const std::string& cam_layer) const;
+  /// x in the network's memory format.
+  torch::Tensor input_layout(const torch::Tensor& x) const;
 
   std::string arch_;
   int64_t input_size_;
@@ -78,6 +89,7 @@ class Backbone : public torch::nn::Module {
   std::vector<torch::nn::Sequential> stages_;
   std::vector<int64_t> stage_channels_;
   torch::nn::Linear fc_{nullptr};
+  bool channels_last_ = false;
 };
 
 /// Builds a network by name: resnet20/32/44/56/110 (CIFAR, option-A

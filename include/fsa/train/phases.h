@@ -108,10 +108,12 @@ void validate_pipeline_data(const io::PipelineConfig& cfg, const Workspace& ws);
 std::string run_pipeline(const io::PipelineConfig& cfg, Workspace& ws, const std::string& out_dir);
 
 /// Top-1 over a test set, batched, in evaluation mode.
-/// images uint8 [N, C, H, W]; returns the meter-derived report.
+/// images uint8 [N, C, H, W]; returns the meter-derived report. With
+/// `bf16_mixed` the forward passes run under AutocastGuard (precision.h); the
+/// loss and the meter take the logits as float32.
 eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
                       const data::LongTailDataset& train, torch::Device device,
-                      int64_t batch_size);
+                      int64_t batch_size, bool bf16_mixed = false);
 
 /// JSON object of a report: top1, per_class, head, tail, many, medium, few
 /// (null where a group is empty), loss, class_counts.
