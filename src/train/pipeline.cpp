@@ -65,6 +65,11 @@ std::string run_pipeline(const io::PipelineConfig& cfg_in, Workspace& ws,
   spdlog::info("== Phase III: fine-tuning with feature-space augmentation ({} epochs) ==",
                cfg.phase_iii.train.num_epoch);
   cfg.phase_iii.checkpoint.load_checkpoint = phase_i.checkpoint;
+  // A top-level checkpoint.resume is Phase I's; Phase III resumes only from
+  // its own section's.
+  if (cfg.phase_iii.checkpoint.resume == cfg.phase_i.checkpoint.resume) {
+    cfg.phase_iii.checkpoint.resume.clear();
+  }
   cfg.phase_iii.finetune.analysis = (fs::path(dir_ii) / "analysis.pt").string();
   const auto phase_iii = run_phase_iii(cfg.phase_iii, ws, phase_i.checkpoint,
                                        cfg.phase_iii.finetune.analysis, dir_iii);

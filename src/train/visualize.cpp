@@ -198,7 +198,12 @@ void draw_fusion(const io::Config& cfg, const Workspace& ws, models::Backbone& m
 
 void validate_visualize(const VisualizeOptions& opts, const Workspace& ws) {
   const auto num_classes = ws.data.num_classes();
+  std::vector<bool> seen(size_t(std::max<int64_t>(num_classes, 0)), false);
   for (const auto c : opts.classes) {
+    if (c >= 0 && c < num_classes && seen[size_t(c)]) {
+      throw io::ConfigError(fmt::format("--classes: class {} is listed twice", c));
+    }
+    if (c >= 0 && c < num_classes) seen[size_t(c)] = true;
     if (c < 0 || c >= num_classes) {
       throw io::ConfigError(
           fmt::format("--classes: class {} is out of range; the dataset has {} "

@@ -82,6 +82,38 @@ TEST(Checkpoint, TruncatedMissingAndMismatchedAreClearErrors) {
   EXPECT_EQ(files, 2);
 }
 
+TEST(Checkpoint, FlippedBitInTheWeightsIsCaught) {
+  TempDir dir;
+  torch::manual_seed(2);
+  auto m = models::make_model("resnet20", 5);
+  io::OptimizerConfig o;
+  o.momentum = 0.9;
+  auto opt = make_optimizer(o, m->parameters());
+  take_one_step(*m, *opt, 3);
+  CheckpointInfo info;
+  info.phase = "phase_i";
+  save_checkpoint(dir / "c.pt", *m, opt.get(), info);
+  EXPECT_NO_THROW(load_checkpoint(dir / "c.pt", *m, opt.get()));
+
+  // The classifier's weight is stored as its raw float32 bytes: find them in
+  // the file and flip one bit of the first weight.
+  auto bytes = fsa::testing::read_text(dir / "c.pt");
+  const auto w = m->classifier()->weight.detach().contiguous();
+  const auto* first = static_cast<const char*>(w.data_ptr());
+  const auto at = bytes.find(std::string(first, first + w.nbytes()));
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 1] = static_cast<char>(bytes[at + 1] ^ 0x10);
+  fsa::testing::write_bytes(dir / "flipped.pt", std::vector<uint8_t>(bytes.begin(), bytes.end()));
+  auto fresh = models::make_model("resnet20", 5);
+  try {
+    load_checkpoint(dir / "flipped.pt", *fresh, nullptr);
+    FAIL() << "a flipped bit loaded silently";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("flipped.pt"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("corrupt"), std::string::npos) << e.what();
+  }
+}
+
 io::Config tiny_config(const std::string& root) {
   auto cfg = io::parse_config(YAML::Load(R"(
 random_seed: 11
@@ -126,6 +158,50 @@ TEST(Checkpoint, ResumeContinuesAtTheRightEpochAndMatchesAnUninterruptedRun) {
         << p.key();
   }
   EXPECT_NEAR(full.report.top1, resumed.report.top1, 1e-9);
+}
+
+TEST(Checkpoint, PhaseIiiResumeMatchesAnUninterruptedRun) {
+  TempDir dir;
+  fsa::testing::make_image_folder(dir / "data", {24, 16, 10, 6}, 4);
+  auto cfg = tiny_config(dir / "data");
+  cfg.train.num_epoch = 1;
+  cfg.finetune.Na = 1;
+  cfg.finetune.Nf = 1;
+  cfg.finetune.head_ratio = 0.6;
+  auto ws = make_workspace(cfg);
+  const auto p1 = run_phase_i(cfg, ws, dir / "p1");
+  run_phase_ii(cfg, ws, p1.checkpoint, dir / "p2");
+  const std::string analysis = dir / "p2/analysis.pt";
+
+  auto ft = cfg;
+  ft.train.batch_size = 8;
+  ft.train.num_epoch = 3;
+  const auto full = run_phase_iii(ft, ws, p1.checkpoint, analysis, dir / "full");
+  auto first = ft;
+  first.train.num_epoch = 2;
+  run_phase_iii(first, ws, p1.checkpoint, analysis, dir / "part");
+  auto rest = ft;
+  rest.checkpoint.resume = dir / "part/checkpoints/last.pt";
+  const auto resumed = run_phase_iii(rest, ws, p1.checkpoint, analysis, dir / "part");
+  EXPECT_EQ(read_checkpoint_info(dir / "part/checkpoints/last.pt").epoch, 3);
+  ASSERT_EQ(resumed.metrics["history"].size(), 3u);
+  EXPECT_EQ(resumed.metrics["history"][2]["epoch"], 3);
+  EXPECT_NEAR(resumed.metrics["history"][2]["train_loss"].get<double>(),
+              full.metrics["history"][2]["train_loss"].get<double>(), 1e-5);
+
+  auto a = models::make_model("resnet20", 4), b = models::make_model("resnet20", 4);
+  load_checkpoint(full.checkpoint, *a, nullptr);
+  load_checkpoint(resumed.checkpoint, *b, nullptr);
+  for (const auto& p : a->named_parameters()) {
+    EXPECT_TRUE(torch::allclose(p.value(), b->named_parameters()[p.key()], 1e-4, 1e-5))
+        << p.key();
+  }
+  EXPECT_NEAR(full.report.top1, resumed.report.top1, 1e-9);
+
+  // A Phase I checkpoint is not a Phase III one to resume from.
+  auto wrong = ft;
+  wrong.checkpoint.resume = p1.checkpoint;
+  EXPECT_THROW(run_phase_iii(wrong, ws, p1.checkpoint, analysis, dir / "wrong"), CheckpointError);
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 // and plain values, so Python's torch.load reads it: keys `state_dict`,
 // `optimizer` (LibTorch's optimiser archive as uint8 bytes), `epoch`,
 // `best_acc1`, `best_epoch`, `phase`, `arch`, `num_classes`, `cam_layer`,
-// `config`, `history`.
+// `config`, `history`, and `checksum`: the CRC-32 (zlib) of the state dict's
+// tensor bytes in order, then of the optimiser bytes, so that flipped bytes in
+// the weights are caught at load instead of training or testing silently.
 #pragma once
 
 #include <torch/optim/optimizer.h>
@@ -45,7 +47,9 @@ CheckpointInfo read_checkpoint_info(const std::string& path);
 /// Loads weights into `model` (and the optimiser state if `optimizer` is not
 /// null and the file has one). A `module.` prefix (DataParallel) is stripped.
 /// Throws CheckpointError naming the file and the key on a missing key or a
-/// shape mismatch, or if the file is not a readable checkpoint.
+/// shape mismatch, if the file is not a readable checkpoint, or if its weights
+/// do not match its checksum (a file without one, as written by other tools,
+/// is loaded unchecked).
 CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
                                torch::optim::Optimizer* optimizer);
 
