@@ -19,6 +19,7 @@
 #include "fsa/models/summary.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/phases.h"
+#include "fsa/train/runtime.h"
 #include "fsa/train/visualize.h"
 #include "quickstart_config.h"
 
@@ -132,6 +133,7 @@ void require_file(const std::string& path, const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  fsa::train::retain_freed_memory();  // before the first tensor
   spdlog::set_default_logger(spdlog::stdout_color_mt("fsa"));
   spdlog::default_logger()->sinks().front()->set_level(spdlog::level::info);
   spdlog::set_level(spdlog::level::debug);

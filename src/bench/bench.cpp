@@ -39,6 +39,7 @@
 #include "fsa/models/summary.h"
 #include "fsa/train/phases.h"
 #include "fsa/train/precision.h"
+#include "fsa/train/runtime.h"
 #include "../train/internal.h"
 #include "fsa/train/schedule.h"
 
@@ -671,6 +672,7 @@ json machine(torch::Device device) {
 #else
           {"opencv", nullptr},
 #endif
+          {"malloc_retains_freed_memory", train::freed_memory_retained()},
           {"torch_config", config},
           {"date", utc_now()}};
 }
@@ -929,8 +931,9 @@ std::string format_bench(const json& r) {
   }
   const auto& before = m["load_average_before"];
   const auto& after = m["load_average_after"];
-  os << fmt::format("load average (1 min) before / after: {:.2f} / {:.2f}\n", num(before[0]),
-                    num(after[0]));
+  os << fmt::format("load average (1 min) before / after: {:.2f} / {:.2f}; malloc keeps freed "
+                    "memory: {}\n", num(before[0]), num(after[0]),
+                    m.value("malloc_retains_freed_memory", false) ? "yes" : "no");
   return os.str();
 }
 
