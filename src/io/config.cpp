@@ -266,6 +266,45 @@ YAML::Node load_yaml_file(const std::string& path) {
   }
 }
 
+namespace {
+
+/// Sets doc[parts[0]]...[parts.back()] = value, making missing mappings.
+void set_at(YAML::Node doc, const std::vector<std::string>& parts, const YAML::Node& value,
+            const std::string& override_text) {
+  // Walk with explicit node copies: yaml-cpp's operator= on a Node
+  // reference would rebind, not descend.
+  std::vector<YAML::Node> path{doc};
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    if (parts[i].empty()) {
+      throw ConfigError(fmt::format("override '{}': empty key part", override_text));
+    }
+    YAML::Node next = path.back()[parts[i]];
+    if (!next.IsDefined() || next.IsNull()) {
+      path.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
+      next = path.back()[parts[i]];
+    } else if (!next.IsMap()) {
+      throw ConfigError(
+          fmt::format("override '{}': '{}' is not a mapping", override_text, parts[i]));
+    }
+    path.push_back(next);
+  }
+  path.back()[parts.back()] = value;
+}
+
+/// True if doc[parts[0]]...[parts.back()] exists.
+bool has_path(const YAML::Node& doc, const std::vector<std::string>& parts) {
+  std::vector<YAML::Node> path{doc};
+  for (const auto& part : parts) {
+    if (!path.back().IsMap()) return false;
+    YAML::Node next = path.back()[part];
+    if (!next.IsDefined()) return false;
+    path.push_back(next);
+  }
+  return true;
+}
+
+}  // namespace
+
 void apply_overrides(YAML::Node& doc, const std::vector<std::string>& overrides) {
   for (const auto& o : overrides) {
     const auto eq = o.find('=');
@@ -291,21 +330,18 @@ void apply_overrides(YAML::Node& doc, const std::vector<std::string>& overrides)
       if (dot == std::string::npos) break;
       start = dot + 1;
     }
-    // Walk with explicit node copies: yaml-cpp's operator= on a Node
-    // reference would rebind, not descend.
-    std::vector<YAML::Node> path{doc};
-    for (size_t i = 0; i + 1 < parts.size(); ++i) {
-      if (parts[i].empty()) throw ConfigError(fmt::format("override '{}': empty key part", o));
-      YAML::Node next = path.back()[parts[i]];
-      if (!next.IsDefined() || next.IsNull()) {
-        path.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
-        next = path.back()[parts[i]];
-      } else if (!next.IsMap()) {
-        throw ConfigError(fmt::format("override '{}': '{}' is not a mapping", o, parts[i]));
+    set_at(doc, parts, value, o);
+    // In a pipeline file a phase's own setting wins over the top level, so a
+    // top-level override also replaces the key where a phase section sets it:
+    // `--set train.num_epoch=1` means every phase (phase_i.train... one phase).
+    if (std::find(kPhases.begin(), kPhases.end(), parts.front()) == kPhases.end()) {
+      for (const auto& phase : kPhases) {
+        auto section = doc[phase];
+        if (section.IsDefined() && section.IsMap() && has_path(section, parts)) {
+          set_at(section, parts, value, o);
+        }
       }
-      path.push_back(next);
     }
-    path.back()[parts.back()] = value;
   }
 }
 

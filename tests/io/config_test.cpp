@@ -97,6 +97,17 @@ phase_iii: {train: {num_epoch: 40, optimizer: {name: SGD, kwargs: {lr: 0.0005}}}
   EXPECT_FALSE(p.phase_i.feature.store);
   EXPECT_THROW(apply_overrides(doc, {"no_equals_sign"}), ConfigError);
   EXPECT_THROW(apply_overrides(doc, {"random_seed.x=1"}), ConfigError);
+
+  // A top-level override also replaces the key where a phase section sets it,
+  // and leaves other keys of that section alone.
+  apply_overrides(doc, {"train.num_epoch=1", "train.optimizer.kwargs.lr=0.3"});
+  const auto q = parse_pipeline(doc, "p.yaml");
+  EXPECT_EQ(q.phase_i.train.num_epoch, 1);
+  EXPECT_EQ(q.phase_iii.train.num_epoch, 1);
+  EXPECT_EQ(q.phase_iii.train.optimizer.lr, 0.3);
+  EXPECT_EQ(q.phase_i.train.optimizer.lr, 0.3);
+  EXPECT_EQ(q.phase_iii.train.optimizer.name, "SGD");
+  EXPECT_FALSE(doc["phase_ii"]["train"].IsDefined());  // not added where the phase had no key
 }
 
 TEST(Config, EmptyOverrideIsAnEmptyStringNotTheDefault) {

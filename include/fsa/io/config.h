@@ -166,7 +166,10 @@ struct PipelineConfig {
 };
 
 /// Applies `key=value` overrides (dotted keys; the value parsed as YAML) to a
-/// document. Throws ConfigError naming the override when it is malformed.
+/// document. In a pipeline document an override of a top-level key also
+/// replaces that key in every phase section that sets it (a phase's own
+/// setting would otherwise win); `phase_i.<key>=...` changes one phase.
+/// Throws ConfigError naming the override when it is malformed.
 void apply_overrides(YAML::Node& doc, const std::vector<std::string>& overrides);
 
 /// Loads a YAML file. Throws ConfigError if missing or not valid YAML (with line).
