@@ -105,6 +105,9 @@ YAML::Node load_document(const CommonOptions& o, std::string* source) {
 fsa::io::Config phase_config(const CommonOptions& o, const std::string& phase) {
   std::string source;
   auto doc = load_document(o, &source);
+  // Every phase's section is checked, not only this command's: a typo under
+  // phase_iii should not wait for the finetune command to be found.
+  if (fsa::io::is_pipeline(doc)) fsa::io::parse_pipeline(doc, source);
   return fsa::io::parse_config(fsa::io::phase_document(doc, phase), source);
 }
 
@@ -138,6 +141,7 @@ int main(int argc, char** argv) {
   spdlog::default_logger()->sinks().front()->set_level(spdlog::level::info);
   spdlog::set_level(spdlog::level::debug);
   spdlog::set_pattern("[%H:%M:%S] %v");
+  spdlog::flush_on(spdlog::level::info);  // log.txt is complete even if the run is killed
   spdlog::flush_on(spdlog::level::info);
 
   CLI::App app{"fsa: feature space augmentation for long-tailed image classification "

@@ -35,6 +35,24 @@ at::Generator epoch_generator(uint64_t seed, uint64_t phase_tag, int64_t epoch) 
   return at::make_generator<at::CPUGeneratorImpl>(x);
 }
 
+void check_resume(const io::Config& cfg, const std::string& phase, const std::string& cam_layer) {
+  const auto& path = cfg.checkpoint.resume;
+  if (path.empty()) return;
+  const auto info = read_checkpoint_info(path);
+  if (info.phase != phase || (!cam_layer.empty() && info.cam_layer != cam_layer)) {
+    throw CheckpointError(fmt::format(
+        "checkpoint.resume '{}' is a {} checkpoint{}; {} resumes only from its own checkpoints{}",
+        path, info.phase, info.cam_layer.empty() ? "" : " at CAM layer '" + info.cam_layer + "'",
+        phase, cam_layer.empty() ? "" : " at '" + cam_layer + "'"));
+  }
+  if (info.epoch >= cfg.train.num_epoch) {
+    throw io::ConfigError(fmt::format(
+        "config {}: key 'train.num_epoch': checkpoint.resume '{}' has already finished {} "
+        "epochs, so train.num_epoch = {} leaves nothing to train; expected more than {}",
+        cfg.source, path, info.epoch, cfg.train.num_epoch, info.epoch));
+  }
+}
+
 void prepare_out_dir(const std::string& out_dir, const io::Config& cfg) {
   fs::create_directories(out_dir);
   io::write_file_atomic((fs::path(out_dir) / "config.yaml").string(), io::to_yaml(cfg));
@@ -179,10 +197,11 @@ Workspace make_workspace(const io::Config& cfg) {
   const auto [min_count, max_count] =
       std::minmax_element(ws.data.class_counts.begin(), ws.data.class_counts.end());
   spdlog::info("{}: {} training images in {} classes (imbalance factor {:.4g}, {} head classes), "
-               "{} test images; {} threads on {}", cfg.dataset.name, ws.data.train.size(),
-               ws.data.num_classes(), double(*max_count) / double(*min_count),
+               "{} test images; {} threads on {}, precision {}, memory format {}",
+               cfg.dataset.name, ws.data.train.size(), ws.data.num_classes(),
+               double(*max_count) / double(*min_count),
                std::count(ws.data.head.begin(), ws.data.head.end(), true), ws.data.test.size(),
-               threads, ws.device.str());
+               threads, ws.device.str(), cfg.precision, cfg.memory_format);
   return ws;
 }
 

@@ -24,6 +24,12 @@ namespace fsa::train::detail {
 /// that a resumed run draws exactly what an uninterrupted one would.
 at::Generator epoch_generator(uint64_t seed, uint64_t phase_tag, int64_t epoch);
 
+/// Checks checkpoint.resume, if set, before anything is written: a checkpoint
+/// of `phase` ("phase_i", "phase_iii"), at `cam_layer` unless that is empty,
+/// with epochs left before train.num_epoch. Throws CheckpointError naming the
+/// file and what it holds, or io::ConfigError naming train.num_epoch.
+void check_resume(const io::Config& cfg, const std::string& phase, const std::string& cam_layer);
+
 /// Creates out_dir and writes the resolved config there.
 void prepare_out_dir(const std::string& out_dir, const io::Config& cfg);
 

@@ -19,6 +19,7 @@ namespace fs = std::filesystem;
 namespace fsa::train {
 
 PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string& out_dir) {
+  detail::check_resume(cfg, "phase_i", "");
   detail::prepare_out_dir(out_dir, cfg);
   auto model = detail::build_model(cfg, ws);
   auto optimizer = make_optimizer(cfg.train.optimizer, model->parameters());
@@ -27,11 +28,6 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
   int64_t start_epoch = 0;
   if (!cfg.checkpoint.resume.empty()) {
     const auto info = load_checkpoint(cfg.checkpoint.resume, *model, optimizer.get());
-    if (info.phase != "phase_i") {
-      throw CheckpointError(fmt::format("checkpoint.resume '{}' is a {} checkpoint; Phase I "
-                                        "resumes only from Phase I", cfg.checkpoint.resume,
-                                        info.phase));
-    }
     keeper.restore(info);
     start_epoch = info.epoch;
     spdlog::info("phase_i: resuming from '{}' after epoch {}", cfg.checkpoint.resume, start_epoch);

@@ -7,6 +7,7 @@
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/serialize.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <random>
@@ -192,12 +193,45 @@ Analysis load_matching_analysis(const std::string& path, const Workspace& ws) {
                                       "than this config describes (analysis vs now: {}); rerun "
                                       "Phase II with this config", path, diff));
   }
+  // The file's own structure: a damaged or hand-edited analysis must stop
+  // here, not index past a class's image list.
+  const int64_t classes = ws.data.num_classes();
+  const auto& k = analysis.confusing;
+  if (k.dim() != 2 || k.size(0) != classes || k.size(1) != classes - 1 ||
+      k.scalar_type() != torch::kInt64) {
+    throw CheckpointError(fmt::format("Phase II analysis '{}' is malformed: its confusing-class "
+                                      "table is {} {}, expected int64 [{}, {}]", path,
+                                      c10::toString(k.scalar_type()), c10::str(k.sizes()),
+                                      classes, classes - 1));
+  }
+  const auto table = k.cpu().contiguous();
+  const auto* v = table.data_ptr<int64_t>();
+  for (int64_t t = 0; t < classes; ++t) {
+    if (ws.data.head[size_t(t)]) continue;  // Phase III reads the tail classes' rows
+    for (int64_t i = 0; i < classes - 1; ++i) {
+      const auto c = v[t * (classes - 1) + i];
+      if (c == -1) continue;  // padding
+      if (c < 0 || c >= classes || c == t) {
+        throw CheckpointError(fmt::format(
+            "Phase II analysis '{}' is corrupt: confusing class {} of class {} is not another "
+            "class of the {} (expected 0..{} except {}, or -1)", path, c, t, classes,
+            classes - 1, t));
+      }
+      if (analysis.confusing_from == "head" && !ws.data.head[size_t(c)]) {
+        throw CheckpointError(fmt::format(
+            "Phase II analysis '{}' lists class {} as confusing for tail class {}, but class {} "
+            "is a tail class under this config's head/tail split (finetune.head_ratio, "
+            "finetune.head_classes); rerun Phase II with this config", path, c, t, c));
+      }
+    }
+  }
   return analysis;
 }
 
 PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::string& checkpoint,
                           const std::string& analysis_path, const std::string& out_dir) {
   validate_phase_iii(cfg);
+  detail::check_resume(cfg, "phase_iii", cfg.feature.cam_layer);
   const auto& ft = cfg.finetune;
   const int64_t group = 2 * (1 + ft.Na);
   const auto analysis = load_matching_analysis(analysis_path, ws);
@@ -216,12 +250,26 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
     // f is frozen in Phase III, so the resumed weights give the same feature
     // maps as `checkpoint`; the head, its optimiser state and the history
     // continue, and each epoch's draws depend on the seed and epoch alone.
+    // f of the resumed run must be the f of `checkpoint` (Phase III trains h only).
+    std::vector<torch::Tensor> f_before;
+    const auto head_params = model->head_parameters(layer);
+    auto is_head = [&](const torch::Tensor& p) {
+      return std::any_of(head_params.begin(), head_params.end(),
+                         [&](const torch::Tensor& h) { return h.is_same(p); });
+    };
+    for (const auto& p : model->parameters()) {
+      if (!is_head(p)) f_before.push_back(p.detach().clone());
+    }
     const auto info = load_checkpoint(cfg.checkpoint.resume, *model, optimizer.get());
-    if (info.phase != "phase_iii" || info.cam_layer != layer) {
-      throw CheckpointError(fmt::format(
-          "checkpoint.resume '{}' is a {} checkpoint at CAM layer '{}'; Phase III resumes only "
-          "from a Phase III checkpoint at '{}'", cfg.checkpoint.resume, info.phase,
-          info.cam_layer, layer));
+    size_t i = 0;
+    for (const auto& p : model->parameters()) {
+      if (is_head(p)) continue;
+      if (!torch::equal(p.detach(), f_before[i++])) {
+        throw CheckpointError(fmt::format(
+            "checkpoint.resume '{}' was fine-tuned from another Phase I network than '{}'; "
+            "resume with the --checkpoint the run started from", cfg.checkpoint.resume,
+            checkpoint));
+      }
     }
     keeper.restore(info);
     start_epoch = info.epoch;

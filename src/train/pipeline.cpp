@@ -29,6 +29,13 @@ void validate_pipeline(const io::PipelineConfig& cfg) {
           cfg.phase_i.source));
     }
   }
+  if (cfg.phase_iii.finetune.offline &&
+      cfg.phase_ii.feature.cam_layer != cfg.phase_iii.feature.cam_layer) {
+    throw io::ConfigError(fmt::format(
+        "config {}: offline Phase III reads Phase II's stored feature maps, so "
+        "feature.cam_layers must be the same in phase_ii ('{}') and phase_iii ('{}')",
+        cfg.phase_i.source, cfg.phase_ii.feature.cam_layer, cfg.phase_iii.feature.cam_layer));
+  }
   validate_phase_iii(cfg.phase_iii);
 }
 

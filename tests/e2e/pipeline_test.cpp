@@ -195,6 +195,9 @@ TEST_F(Pipeline, BadInputStopsBeforeTrainingWithAClearMessage) {
       {"run" + cfg + " --set finetune.head_ratio=1", 2, "no tail class"},
       {"run" + cfg + " --set phase_i.train.num_epoch=", 2, "train.num_epoch"},
       {"run" + cfg + " --set phase_i.train.optimizer.kwargs.lr=1e30", 5, "diverged"},
+      {"run" + cfg + " --set phase_ii.feature.cam_layers=layer2 --set finetune.offline=true", 2,
+       "feature.cam_layers must be the same in phase_ii ('layer2') and phase_iii ('layer3')"},
+      {"train" + cfg + " --set phase_iii.precision=nope", 2, "'precision'"},
   };
   for (const auto& c : cases) {
     std::string out;

@@ -1,6 +1,8 @@
 #include "fsa/train/checkpoint.h"
 
 #include <gtest/gtest.h>
+
+#include <fstream>
 #include <torch/torch.h>
 #include <yaml-cpp/yaml.h>
 
@@ -198,10 +200,71 @@ TEST(Checkpoint, PhaseIiiResumeMatchesAnUninterruptedRun) {
   }
   EXPECT_NEAR(full.report.top1, resumed.report.top1, 1e-9);
 
-  // A Phase I checkpoint is not a Phase III one to resume from.
+  // A Phase I checkpoint is not a Phase III one to resume from, and nothing
+  // is written when it is refused.
   auto wrong = ft;
   wrong.checkpoint.resume = p1.checkpoint;
   EXPECT_THROW(run_phase_iii(wrong, ws, p1.checkpoint, analysis, dir / "wrong"), CheckpointError);
+  EXPECT_FALSE(std::filesystem::exists(dir / "wrong"));
+  // A finished run has nothing left to train at the same num_epoch.
+  auto done = ft;
+  done.checkpoint.resume = full.checkpoint;
+  EXPECT_THROW(run_phase_iii(done, ws, p1.checkpoint, analysis, dir / "done"), io::ConfigError);
+  EXPECT_FALSE(std::filesystem::exists(dir / "done"));
+  // The resumed head must sit on the f it was trained on.
+  auto other_cfg = cfg;
+  other_cfg.random_seed = 12;
+  auto other_ws = make_workspace(other_cfg);
+  const auto other_p1 = run_phase_i(other_cfg, other_ws, dir / "other_p1");
+  auto mixed = ft;
+  mixed.checkpoint.resume = dir / "part/checkpoints/last.pt";
+  mixed.train.num_epoch = 4;
+  try {
+    run_phase_iii(mixed, ws, other_p1.checkpoint, analysis, dir / "mixed");
+    FAIL() << "a head resumed on another Phase I network";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("another Phase I network"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Checkpoint, CorruptAnalysisIsRefusedBeforePhaseIii) {
+  TempDir dir;
+  fsa::testing::make_image_folder(dir / "data", {24, 16, 10, 6}, 4);
+  auto cfg = tiny_config(dir / "data");
+  cfg.train.num_epoch = 1;
+  cfg.finetune.Nf = 1;
+  cfg.finetune.head_ratio = 0.6;  // head: classes 0 and 1
+  auto ws = make_workspace(cfg);
+  const auto p1 = run_phase_i(cfg, ws, dir / "p1");
+  run_phase_ii(cfg, ws, p1.checkpoint, dir / "p2");
+  EXPECT_NO_THROW(load_matching_analysis(dir / "p2/analysis.pt", ws));
+
+  // Rewrites the first confusing class of tail class 3 and saves a copy.
+  auto with_entry = [&](int64_t value, const std::string& name) {
+    std::ifstream in(dir / "p2/analysis.pt", std::ios::binary);
+    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), {});
+    auto d = torch::pickle_load(bytes).toGenericDict();
+    auto table = d.at("confusing").toTensor().clone();
+    table[3][0] = value;
+    d.insert_or_assign("confusing", table);
+    const auto out = torch::pickle_save(d);
+    std::ofstream(dir / name, std::ios::binary).write(out.data(), std::streamsize(out.size()));
+    return dir / name;
+  };
+  for (const auto& [value, says] : std::vector<std::pair<int64_t, std::string>>{
+           {99, "confusing class 99 of class 3 is not another class"},
+           {-5, "confusing class -5"},
+           {3, "confusing class 3 of class 3"},
+           {2, "class 2 is a tail class"}}) {
+    const auto path = with_entry(value, "bad_" + std::to_string(value + 10) + ".pt");
+    try {
+      load_matching_analysis(path, ws);
+      FAIL() << value << " was accepted";
+    } catch (const CheckpointError& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace
