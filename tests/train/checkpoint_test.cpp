@@ -24,14 +24,30 @@ void take_one_step(models::Backbone& model, torch::optim::Optimizer& opt, int se
   opt.step();
 }
 
-TEST(Checkpoint, RoundTripRestoresWeightsAndOptimiser) {
-  TempDir dir;
-  torch::manual_seed(0);
-  auto a = models::make_model("resnet20", 5);
+io::OptimizerConfig momentum_sgd() {
   io::OptimizerConfig o;
   o.momentum = 0.9;
-  auto opt_a = make_optimizer(o, a->parameters());
-  take_one_step(*a, *opt_a, 1);
+  return o;
+}
+
+/// ResNet-20 with 5 classes (initial weights from `seed`) and its SGD optimiser
+/// after one step, so that the optimiser holds momentum buffers.
+struct SteppedModel {
+  std::shared_ptr<models::Backbone> model;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+};
+
+SteppedModel stepped_model(int seed) {
+  torch::manual_seed(seed);
+  SteppedModel s{models::make_model("resnet20", 5), nullptr};
+  s.optimizer = make_optimizer(momentum_sgd(), s.model->parameters());
+  take_one_step(*s.model, *s.optimizer, seed + 1);
+  return s;
+}
+
+TEST(Checkpoint, RoundTripRestoresWeightsAndOptimiser) {
+  TempDir dir;
+  auto [a, opt_a] = stepped_model(0);
   CheckpointInfo info;
   info.phase = "phase_i";
   info.epoch = 7;
@@ -41,7 +57,7 @@ TEST(Checkpoint, RoundTripRestoresWeightsAndOptimiser) {
 
   torch::manual_seed(99);
   auto b = models::make_model("resnet20", 5);
-  auto opt_b = make_optimizer(o, b->parameters());
+  auto opt_b = make_optimizer(momentum_sgd(), b->parameters());
   const auto read = load_checkpoint(dir / "c.pt", *b, opt_b.get());
   EXPECT_EQ(read.epoch, 7);
   EXPECT_EQ(read.best_acc1, 0.5);
@@ -86,12 +102,7 @@ TEST(Checkpoint, TruncatedMissingAndMismatchedAreClearErrors) {
 
 TEST(Checkpoint, FlippedBitInTheWeightsIsCaught) {
   TempDir dir;
-  torch::manual_seed(2);
-  auto m = models::make_model("resnet20", 5);
-  io::OptimizerConfig o;
-  o.momentum = 0.9;
-  auto opt = make_optimizer(o, m->parameters());
-  take_one_step(*m, *opt, 3);
+  auto [m, opt] = stepped_model(2);
   CheckpointInfo info;
   info.phase = "phase_i";
   save_checkpoint(dir / "c.pt", *m, opt.get(), info);
@@ -133,6 +144,17 @@ test: {batch_size: 32}
   return cfg;
 }
 
+/// The ResNet-20 (4 classes) weights of two checkpoints agree to float rounding.
+void expect_same_weights(const std::string& path_a, const std::string& path_b) {
+  auto a = models::make_model("resnet20", 4), b = models::make_model("resnet20", 4);
+  load_checkpoint(path_a, *a, nullptr);
+  load_checkpoint(path_b, *b, nullptr);
+  for (const auto& p : a->named_parameters()) {
+    EXPECT_TRUE(torch::allclose(p.value(), b->named_parameters()[p.key()], 1e-4, 1e-5))
+        << p.key();
+  }
+}
+
 TEST(Checkpoint, ResumeContinuesAtTheRightEpochAndMatchesAnUninterruptedRun) {
   TempDir dir;
   fsa::testing::make_image_folder(dir / "data", {24, 16, 10, 6}, 4);
@@ -152,24 +174,25 @@ TEST(Checkpoint, ResumeContinuesAtTheRightEpochAndMatchesAnUninterruptedRun) {
   ASSERT_EQ(resumed.metrics["history"].size(), 3u);
   EXPECT_EQ(resumed.metrics["history"][2]["epoch"], 3);
 
-  auto a = models::make_model("resnet20", 4), b = models::make_model("resnet20", 4);
-  load_checkpoint(full.checkpoint, *a, nullptr);
-  load_checkpoint(resumed.checkpoint, *b, nullptr);
-  for (const auto& p : a->named_parameters()) {
-    EXPECT_TRUE(torch::allclose(p.value(), b->named_parameters()[p.key()], 1e-4, 1e-5))
-        << p.key();
-  }
+  expect_same_weights(full.checkpoint, resumed.checkpoint);
   EXPECT_NEAR(full.report.top1, resumed.report.top1, 1e-9);
 }
 
-TEST(Checkpoint, PhaseIiiResumeMatchesAnUninterruptedRun) {
-  TempDir dir;
+/// tiny_config over a fresh image folder in `dir`, for Phase II and III
+/// tests: one Phase I epoch, Na = Nf = 1, head classes 0 and 1.
+io::Config phase_iii_config(const TempDir& dir) {
   fsa::testing::make_image_folder(dir / "data", {24, 16, 10, 6}, 4);
   auto cfg = tiny_config(dir / "data");
   cfg.train.num_epoch = 1;
   cfg.finetune.Na = 1;
   cfg.finetune.Nf = 1;
   cfg.finetune.head_ratio = 0.6;
+  return cfg;
+}
+
+TEST(Checkpoint, PhaseIiiResumeMatchesAnUninterruptedRun) {
+  TempDir dir;
+  auto cfg = phase_iii_config(dir);
   auto ws = make_workspace(cfg);
   const auto p1 = run_phase_i(cfg, ws, dir / "p1");
   run_phase_ii(cfg, ws, p1.checkpoint, dir / "p2");
@@ -191,13 +214,7 @@ TEST(Checkpoint, PhaseIiiResumeMatchesAnUninterruptedRun) {
   EXPECT_NEAR(resumed.metrics["history"][2]["train_loss"].get<double>(),
               full.metrics["history"][2]["train_loss"].get<double>(), 1e-5);
 
-  auto a = models::make_model("resnet20", 4), b = models::make_model("resnet20", 4);
-  load_checkpoint(full.checkpoint, *a, nullptr);
-  load_checkpoint(resumed.checkpoint, *b, nullptr);
-  for (const auto& p : a->named_parameters()) {
-    EXPECT_TRUE(torch::allclose(p.value(), b->named_parameters()[p.key()], 1e-4, 1e-5))
-        << p.key();
-  }
+  expect_same_weights(full.checkpoint, resumed.checkpoint);
   EXPECT_NEAR(full.report.top1, resumed.report.top1, 1e-9);
 
   // A Phase I checkpoint is not a Phase III one to resume from, and nothing
@@ -230,11 +247,7 @@ TEST(Checkpoint, PhaseIiiResumeMatchesAnUninterruptedRun) {
 
 TEST(Checkpoint, CorruptAnalysisIsRefusedBeforePhaseIii) {
   TempDir dir;
-  fsa::testing::make_image_folder(dir / "data", {24, 16, 10, 6}, 4);
-  auto cfg = tiny_config(dir / "data");
-  cfg.train.num_epoch = 1;
-  cfg.finetune.Nf = 1;
-  cfg.finetune.head_ratio = 0.6;  // head: classes 0 and 1
+  auto cfg = phase_iii_config(dir);  // tail classes 2 and 3
   auto ws = make_workspace(cfg);
   const auto p1 = run_phase_i(cfg, ws, dir / "p1");
   run_phase_ii(cfg, ws, p1.checkpoint, dir / "p2");
