@@ -691,7 +691,10 @@ void validate(const BenchOptions& o) {
   if (o.warmup < 0) fail(fmt::format("--warmup must be >= 0, got {}", o.warmup));
   if (o.threads < 0) fail(fmt::format("--threads must be >= 0, got {}", o.threads));
   if (o.na < 1) fail(fmt::format("Na must be >= 1, got {}", o.na));
-  if (o.batch < 2 * (1 + o.na)) {
+  const bool phase_iii = o.sections.empty() || std::find(o.sections.begin(), o.sections.end(),
+                                                          "phase_iii") != o.sections.end();
+  if (o.batch < 1) fail(fmt::format("--batch must be >= 1, got {}", o.batch));
+  if (phase_iii && o.batch < 2 * (1 + o.na)) {
     fail(fmt::format("--batch {} holds no Phase III group of 2*(1+Na) = {} maps", o.batch,
                      2 * (1 + o.na)));
   }

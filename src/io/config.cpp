@@ -251,6 +251,32 @@ bool is_list_dataset(const std::string& name) {
   return n == "imagenetlt" || n == "placeslt" || n == "inaturalistlt" || n == "listfilelt";
 }
 
+namespace {
+
+/// Throws ConfigError at the second occurrence of a key in any mapping of
+/// `node`: yaml-cpp keeps both and a lookup would silently take one.
+void refuse_repeated_keys(const YAML::Node& node, const std::string& path,
+                          const std::string& prefix) {
+  if (node.IsSequence()) {
+    for (const auto& item : node) refuse_repeated_keys(item, path, prefix);
+    return;
+  }
+  if (!node.IsMap()) return;
+  std::set<std::string> seen;
+  for (const auto& kv : node) {
+    const auto key = kv.first.Scalar();
+    const auto full = prefix.empty() ? key : prefix + "." + key;
+    if (!seen.insert(key).second) {
+      throw ConfigError(fmt::format("config {}: key '{}' is given twice (again at line {}); "
+                                    "expected each key once", path, full,
+                                    kv.first.Mark().line + 1));
+    }
+    refuse_repeated_keys(kv.second, path, full);
+  }
+}
+
+}  // namespace
+
 YAML::Node load_yaml_file(const std::string& path) {
   if (!std::filesystem::exists(path)) {
     throw ConfigError(fmt::format("config file '{}' does not exist", path));
@@ -259,6 +285,7 @@ YAML::Node load_yaml_file(const std::string& path) {
     YAML::Node doc = YAML::LoadFile(path);
     if (doc.IsNull()) return YAML::Node(YAML::NodeType::Map);
     if (!doc.IsMap()) throw ConfigError(fmt::format("config {}: expected a mapping of keys", path));
+    refuse_repeated_keys(doc, path, "");
     return doc;
   } catch (const YAML::Exception& e) {
     throw ConfigError(fmt::format("config {}: not valid YAML at line {}, column {}: {}", path,
@@ -303,6 +330,18 @@ bool has_path(const YAML::Node& doc, const std::vector<std::string>& parts) {
   return true;
 }
 
+/// True if doc[parts[0]]...[parts.back()] exists and is a mapping.
+bool is_section(const YAML::Node& doc, const std::vector<std::string>& parts) {
+  std::vector<YAML::Node> path{doc};  // node copies: assigning a Node would rebind it
+  for (const auto& part : parts) {
+    if (!path.back().IsMap()) return false;
+    YAML::Node next = path.back()[part];
+    if (!next.IsDefined()) return false;
+    path.push_back(next);
+  }
+  return path.back().IsMap();
+}
+
 }  // namespace
 
 void apply_overrides(YAML::Node& doc, const std::vector<std::string>& overrides) {
@@ -329,6 +368,17 @@ void apply_overrides(YAML::Node& doc, const std::vector<std::string>& overrides)
       parts.push_back(key.substr(start, dot - start));
       if (dot == std::string::npos) break;
       start = dot + 1;
+    }
+    // A mapping replaced by null would silently fall back to every default
+    // of that section (`--set train=null`).
+    bool section = is_section(doc, parts);
+    for (const auto& phase : kPhases) {
+      const YAML::Node phase_node = doc[phase];
+      section = section || (phase_node.IsDefined() && is_section(phase_node, parts));
+    }
+    if (value.IsNull() && section) {
+      throw ConfigError(fmt::format("override '{}': '{}' is a section of keys; set its keys "
+                                    "one by one instead of replacing it with null", o, key));
     }
     set_at(doc, parts, value, o);
     // In a pipeline file a phase's own setting wins over the top level, so a

@@ -74,6 +74,11 @@ auto field(const c10::impl::GenericDict& d, const std::string& key, const std::s
 }
 
 CheckpointInfo info_of(const c10::impl::GenericDict& d, const std::string& path) {
+  if (d.contains("score_matrix") || d.contains("cams")) {
+    throw CheckpointError(fmt::format("'{}' is a Phase II file (analysis.pt or features.pt), not "
+                                      "a checkpoint; expected a Phase I or III checkpoint "
+                                      "(checkpoints/last.pt)", path));
+  }
   CheckpointInfo info;
   info.epoch = field(d, "epoch", path, [](const c10::IValue& v) { return v.toInt(); });
   info.best_acc1 = field(d, "best_acc1", path, [](const c10::IValue& v) { return v.toDouble(); });

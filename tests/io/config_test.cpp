@@ -1,6 +1,8 @@
 #include "fsa/io/config.h"
 
 #include <gtest/gtest.h>
+
+#include <fstream>
 #include <yaml-cpp/yaml.h>
 
 #include "test_util.h"
@@ -108,6 +110,23 @@ phase_iii: {train: {num_epoch: 40, optimizer: {name: SGD, kwargs: {lr: 0.0005}}}
   EXPECT_EQ(q.phase_i.train.optimizer.lr, 0.3);
   EXPECT_EQ(q.phase_iii.train.optimizer.name, "SGD");
   EXPECT_FALSE(doc["phase_ii"]["train"].IsDefined());  // not added where the phase had no key
+  // Replacing a whole section by null would silently restore its defaults.
+  EXPECT_THROW(apply_overrides(doc, {"train=null"}), ConfigError);
+  EXPECT_THROW(apply_overrides(doc, {"train.optimizer=null"}), ConfigError);  // phase_iii's
+  EXPECT_NO_THROW(apply_overrides(doc, {"train.gradient_clip=null"}));
+}
+
+TEST(Config, ARepeatedKeyInAFileIsAnError) {
+  fsa::testing::TempDir dir;
+  std::ofstream(dir / "twice.yaml") << "random_seed: 1\ntrain:\n  num_epoch: 3\n  num_epoch: 5\n";
+  try {
+    load_yaml_file(dir / "twice.yaml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("twice.yaml"), std::string::npos) << m;
+    EXPECT_NE(m.find("'train.num_epoch' is given twice (again at line 4)"), std::string::npos) << m;
+  }
 }
 
 TEST(Config, EmptyOverrideIsAnEmptyStringNotTheDefault) {

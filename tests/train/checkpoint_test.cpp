@@ -252,6 +252,12 @@ TEST(Checkpoint, CorruptAnalysisIsRefusedBeforePhaseIii) {
   const auto p1 = run_phase_i(cfg, ws, dir / "p1");
   run_phase_ii(cfg, ws, p1.checkpoint, dir / "p2");
   EXPECT_NO_THROW(load_matching_analysis(dir / "p2/analysis.pt", ws));
+  try {  // and it is not a checkpoint
+    read_checkpoint_info(dir / "p2/analysis.pt");
+    FAIL();
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("is a Phase II file"), std::string::npos) << e.what();
+  }
 
   // Rewrites the first confusing class of tail class 3 and saves a copy.
   auto with_entry = [&](int64_t value, const std::string& name) {
