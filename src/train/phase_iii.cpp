@@ -174,6 +174,37 @@ eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& feature
                            n ? loss_sum.item<double>() / n : 0.0);
 }
 
+/// Loads checkpoint.resume (head, optimiser state) into `model`, which holds
+/// the Phase I network of `checkpoint`. Phase III trains only h, so the
+/// resumed f must equal that network's f; then the feature maps are the same
+/// as in the interrupted run, and each epoch's draws depend on the seed and
+/// epoch alone. Throws CheckpointError naming both files otherwise.
+CheckpointInfo resume_head(const io::Config& cfg, models::Backbone& model,
+                           torch::optim::Optimizer& optimizer, const std::string& layer,
+                           const std::string& checkpoint) {
+  const auto head_params = model.head_parameters(layer);
+  auto is_head = [&](const torch::Tensor& p) {
+    return std::any_of(head_params.begin(), head_params.end(),
+                       [&](const torch::Tensor& h) { return h.is_same(p); });
+  };
+  std::vector<torch::Tensor> f_before;
+  for (const auto& p : model.parameters()) {
+    if (!is_head(p)) f_before.push_back(p.detach().clone());
+  }
+  const auto info = load_checkpoint(cfg.checkpoint.resume, model, &optimizer);
+  size_t i = 0;
+  for (const auto& p : model.parameters()) {
+    if (is_head(p)) continue;
+    if (!torch::equal(p.detach(), f_before[i++])) {
+      throw CheckpointError(fmt::format(
+          "checkpoint.resume '{}' was fine-tuned from another Phase I network than '{}'; "
+          "resume with the --checkpoint the run started from", cfg.checkpoint.resume,
+          checkpoint));
+    }
+  }
+  return info;
+}
+
 }  // namespace
 
 void validate_phase_iii(const io::Config& cfg) {
@@ -247,30 +278,7 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
   detail::EpochKeeper keeper("phase_iii", cfg, out_dir, *model, *optimizer);
   int64_t start_epoch = 0;
   if (!cfg.checkpoint.resume.empty()) {
-    // f is frozen in Phase III, so the resumed weights give the same feature
-    // maps as `checkpoint`; the head, its optimiser state and the history
-    // continue, and each epoch's draws depend on the seed and epoch alone.
-    // f of the resumed run must be the f of `checkpoint` (Phase III trains h only).
-    std::vector<torch::Tensor> f_before;
-    const auto head_params = model->head_parameters(layer);
-    auto is_head = [&](const torch::Tensor& p) {
-      return std::any_of(head_params.begin(), head_params.end(),
-                         [&](const torch::Tensor& h) { return h.is_same(p); });
-    };
-    for (const auto& p : model->parameters()) {
-      if (!is_head(p)) f_before.push_back(p.detach().clone());
-    }
-    const auto info = load_checkpoint(cfg.checkpoint.resume, *model, optimizer.get());
-    size_t i = 0;
-    for (const auto& p : model->parameters()) {
-      if (is_head(p)) continue;
-      if (!torch::equal(p.detach(), f_before[i++])) {
-        throw CheckpointError(fmt::format(
-            "checkpoint.resume '{}' was fine-tuned from another Phase I network than '{}'; "
-            "resume with the --checkpoint the run started from", cfg.checkpoint.resume,
-            checkpoint));
-      }
-    }
+    const auto info = resume_head(cfg, *model, *optimizer, layer, checkpoint);
     keeper.restore(info);
     start_epoch = info.epoch;
     spdlog::info("phase_iii: resuming from '{}' after epoch {}", cfg.checkpoint.resume,
