@@ -15,9 +15,11 @@
 #include "fsa/data/image_set.h"
 #include "fsa/io/config.h"
 #include "fsa/io/files.h"
+#include "fsa/io/table.h"
 #include "fsa/models/backbone.h"
 #include "fsa/models/summary.h"
 #include "fsa/train/checkpoint.h"
+#include "fsa/train/decouple.h"
 #include "fsa/train/phases.h"
 #include "fsa/train/runtime.h"
 #include "fsa/train/visualize.h"
@@ -39,7 +41,8 @@ struct CommonOptions {
 struct BenchCommandOptions {
   fsa::bench::BenchOptions bench;
   std::string json;
-  bool no_layer2 = false, no_channels_last = false, no_bf16 = false, no_jpeg = false;
+  bool no_layer2 = false, no_channels_last = false, no_bf16 = false, no_jpeg = false,
+       no_losses = false;
 };
 
 void add_bench_options(CLI::App* cmd, BenchCommandOptions& o) {
@@ -68,6 +71,7 @@ void add_bench_options(CLI::App* cmd, BenchCommandOptions& o) {
   cmd->add_flag("--no-channels-last", o.no_channels_last, "skip the channels-last training step");
   cmd->add_flag("--no-bf16", o.no_bf16, "skip the bf16-mixed training step");
   cmd->add_flag("--no-jpeg", o.no_jpeg, "skip JPEG decoding");
+  cmd->add_flag("--no-losses", o.no_losses, "skip the long-tail losses' training steps");
   cmd->add_option("--json", o.json, "write every figure to this JSON file");
 }
 
@@ -149,9 +153,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "fsa 0.1.0");
 
-  CommonOptions train_o, extract_o, finetune_o, test_o, run_o, viz_o;
+  CommonOptions train_o, extract_o, finetune_o, test_o, run_o, viz_o, decouple_o;
   BenchCommandOptions bench_o;
-  std::string resume, extract_ckpt, finetune_ckpt, finetune_resume, analysis, test_ckpt;
+  std::string resume, extract_ckpt, finetune_ckpt, finetune_resume, analysis, test_ckpt,
+      decouple_ckpt, decouple_method;
   bool store = false, offline = false;
 
   auto* train = app.add_subcommand("train", "Phase I: train a ResNet on the long-tailed set");
@@ -172,6 +177,12 @@ int main(int argc, char** argv) {
   finetune->add_flag("--offline", offline, "use Phase II's stored features (offline variant)");
   finetune->add_option("--resume", finetune_resume,
                        "resume from this Phase III checkpoint (head, optimiser, epoch)");
+
+  auto* decouple = app.add_subcommand(
+      "decouple", "decoupled classifier learning on a frozen Phase I network: cRT, LWS, tau-norm");
+  add_common(decouple, decouple_o);
+  decouple->add_option("--checkpoint", decouple_ckpt, "Phase I checkpoint")->required();
+  decouple->add_option("--method", decouple_method, "crt, lws or tau_norm (decoupling.method)");
 
   auto* test = app.add_subcommand("test", "evaluate a checkpoint on the test set");
   add_common(test, test_o);
@@ -200,6 +211,12 @@ int main(int argc, char** argv) {
   visualize->add_option("--analysis", viz.analysis, "Phase II analysis.pt (with --fusion)");
   visualize->add_option("--fusion-images", viz.fusion_images,
                         "fusion: tail images, one figure each (default 4)");
+  std::vector<std::string> table_runs;
+  std::string table_out;
+  auto* table = app.add_subcommand(
+      "table", "the results table of run folders (Markdown and HTML), mean ± std over seeds");
+  table->add_option("runs", table_runs, "run folders (each with metrics.json)")->required();
+  table->add_option("--out", table_out, "write OUT.md and OUT.html (default: Markdown to stdout)");
   std::string info_model;
   int64_t info_classes = 0, info_size = 0;
   auto* info = app.add_subcommand(
@@ -252,6 +269,16 @@ int main(int argc, char** argv) {
                                          cfg.finetune.analysis, dir);
       spdlog::info("Phase III done: top-1 {:.2f}%, tail {:.2f}%", 100 * r.report.top1,
                    100 * r.report.tail.value_or(0));
+    } else if (decouple->parsed()) {
+      if (!decouple_method.empty()) {
+        decouple_o.overrides.push_back("decoupling.method=" + decouple_method);
+      }
+      auto cfg = phase_config(decouple_o, "decouple");
+      require_file(decouple_ckpt, "the Phase I checkpoint (--checkpoint)");
+      auto ws = fsa::train::make_workspace(cfg);
+      const auto dir = out_dir(decouple_o, "decouple_" + cfg.decoupling.method);
+      log_to_folder(dir);
+      fsa::train::run_decouple(cfg, ws, decouple_ckpt, dir);
     } else if (test->parsed()) {
       auto cfg = phase_config(test_o, "phase_iii");
       require_file(test_ckpt, "--checkpoint");
@@ -259,6 +286,26 @@ int main(int argc, char** argv) {
       const auto dir = out_dir(test_o, "test");
       log_to_folder(dir);
       fsa::train::run_test(cfg, ws, test_ckpt, dir);
+    } else if (table->parsed()) {
+      std::vector<fsa::io::ResultRow> rows;
+      for (const auto& dir : table_runs) {
+        try {
+          const auto more = fsa::io::read_result_rows(dir);
+          rows.insert(rows.end(), more.begin(), more.end());
+        } catch (const std::runtime_error& e) {
+          throw fsa::io::ConfigError(e.what());
+        }
+      }
+      const auto groups = fsa::io::group_results(rows);
+      const auto markdown = fsa::io::results_markdown(groups);
+      if (table_out.empty()) {
+        std::cout << markdown << std::flush;
+      } else {
+        fsa::io::write_file_atomic(table_out + ".md", markdown);
+        fsa::io::write_file_atomic(table_out + ".html", fsa::io::results_html(groups));
+        spdlog::info("table: {} rows from {} run folders in {}.md and {}.html", groups.size(),
+                     table_runs.size(), table_out, table_out);
+      }
     } else if (info->parsed()) {
       std::shared_ptr<fsa::models::Backbone> model;
       try {
@@ -290,6 +337,7 @@ int main(int argc, char** argv) {
       options.channels_last = !bench_o.no_channels_last;
       options.bf16_mixed = !bench_o.no_bf16;
       options.jpeg = !bench_o.no_jpeg;
+      options.losses = !bench_o.no_losses;
       const auto result = fsa::bench::run_bench(options);
       if (!bench_o.json.empty()) {
         fsa::io::write_file_atomic(bench_o.json, result.dump(2) + "\n");

@@ -37,6 +37,8 @@
 #include "fsa/io/config.h"
 #include "fsa/models/backbone.h"
 #include "fsa/models/summary.h"
+#include "fsa/train/fsa_batch.h"
+#include "fsa/train/loss.h"
 #include "fsa/train/phases.h"
 #include "fsa/train/precision.h"
 #include "fsa/train/runtime.h"
@@ -203,11 +205,14 @@ json bench_phase_i(const BenchOptions& o, const Clock& clock, const SyntheticDat
   // batch on the CPU and every 20 batches on a GPU.
   train::detail::RunningStats stats(device, "bench phase_i", 1);
   int64_t fsa_steps = 0;
+  // The synthetic set's class counts drive the long-tail losses below.
+  const auto& counts = d.dataset.class_counts;
+  const train::Criterion cross_entropy(io::LossConfig{}, counts, device);
   auto fsa_step = [&] {
     const auto batch = input.next();
     const auto& y = batch.labels;
     auto logits = model.forward(batch.inputs);
-    auto loss = F::cross_entropy(logits, y);
+    auto loss = cross_entropy(logits, y, 0);
     optimizer->zero_grad();
     loss.backward();
     optimizer->step();
@@ -237,21 +242,53 @@ json bench_phase_i(const BenchOptions& o, const Clock& clock, const SyntheticDat
   // fsa's step again, under the two speed options of the config, each on its
   // own copy of the network (same initial weights) and the same batches:
   // memory_format: channels_last and precision: bf16-mixed.
+  // Then the long-tail methods' Phase I steps (README, "Methods"): the same
+  // step with their loss (and LDAM's cosine classifier), to show what each
+  // costs against cross-entropy.
   struct Variant {
     std::string name;
     std::shared_ptr<models::Backbone> model;
     std::unique_ptr<torch::optim::Optimizer> optimizer;
-    bool bf16;
+    bool bf16 = false;
     std::unique_ptr<train::detail::RunningStats> stats;
     int64_t steps = 0;
+    io::LossConfig loss;
+    bool cosine = false;
+    std::unique_ptr<train::Criterion> criterion;
   };
   std::vector<Variant> variants;
-  if (o.channels_last) variants.push_back({"channels_last", nullptr, nullptr, false, nullptr});
-  if (o.bf16_mixed) variants.push_back({"bf16_mixed", nullptr, nullptr, true, nullptr});
+  auto add_variant = [&](std::string name, bool bf16, io::LossConfig loss, bool cosine) {
+    Variant v;
+    v.name = std::move(name);
+    v.bf16 = bf16;
+    v.loss = std::move(loss);
+    v.cosine = cosine;
+    variants.push_back(std::move(v));
+  };
+  if (o.channels_last) add_variant("channels_last", false, {}, false);
+  if (o.bf16_mixed) add_variant("bf16_mixed", true, {}, false);
+  if (o.losses) {
+    io::LossConfig ldam_drw;  // Cao et al.'s recipe, timed with its weights on
+    ldam_drw.name = "ldam";
+    ldam_drw.weighting = "drw";
+    ldam_drw.drw_epoch = 0;
+    add_variant("loss_ldam_drw", false, ldam_drw, true);
+    io::LossConfig balanced;
+    balanced.name = "balanced_softmax";
+    add_variant("loss_balanced_softmax", false, balanced, false);
+    io::LossConfig cb_focal;
+    cb_focal.name = "focal";
+    cb_focal.weighting = "class_balanced";
+    add_variant("loss_cb_focal", false, cb_focal, false);
+  }
   for (auto& v : variants) {
-    v.model = new_model(o, device);
+    torch::manual_seed(o.seed);
+    v.model = models::make_model(o.model, o.num_classes);
+    if (v.cosine) v.model->use_cosine_classifier();
+    v.model->to(device);
     v.model->use_channels_last(v.name == "channels_last");
     v.model->train();
+    v.criterion = std::make_unique<train::Criterion>(v.loss, counts, device);
     v.optimizer = train::make_optimizer(phase_i_optimizer(), v.model->parameters());
     v.stats = std::make_unique<train::detail::RunningStats>(device, "bench " + v.name, 1);
     steps.push_back([&v, &input, device] {
@@ -261,7 +298,7 @@ json bench_phase_i(const BenchOptions& o, const Clock& clock, const SyntheticDat
         train::AutocastGuard autocast(device, v.bf16);
         logits = v.model->forward(batch.inputs).to(torch::kFloat32);
       }
-      auto loss = F::cross_entropy(logits, batch.labels);
+      auto loss = (*v.criterion)(logits, batch.labels, 0);
       v.optimizer->zero_grad();
       loss.backward();
       v.optimizer->step();
@@ -269,9 +306,9 @@ json bench_phase_i(const BenchOptions& o, const Clock& clock, const SyntheticDat
     });
   }
 
-  spdlog::info("bench: Phase I training step, fsa vs bare LibTorch{}{} ({} + {} rounds)",
+  spdlog::info("bench: Phase I training step, fsa vs bare LibTorch{}{}{} ({} + {} rounds)",
                o.channels_last ? ", channels_last" : "", o.bf16_mixed ? ", bf16-mixed" : "",
-               o.warmup, o.iters);
+               o.losses ? ", LDAM-DRW, Balanced Softmax, CB focal" : "", o.warmup, o.iters);
   std::vector<std::vector<double>> c;
   const auto s = run_rounds(clock, steps, o.warmup, o.iters, &c);
   const double t_fsa = median(s[0]), t_bare = median(s[1]);
@@ -394,52 +431,28 @@ json bench_phase_ii(const BenchOptions& o, const Clock& clock, const SyntheticDa
 
 // ---------------------------------------------------------------- Phase III
 
-/// Draws the images of G groups as Phase III's GroupSampler does: per tail
-/// image, Na images of its confusing classes and 1 + Na head images.
-class Groups {
- public:
-  Groups(const std::vector<int64_t>& labels, int64_t num_classes, int64_t na, uint64_t seed)
-      : na_(na), rng_(seed), by_class_(num_classes) {
-    const int64_t head_classes = (7 * num_classes + 9) / 10;
-    for (size_t i = 0; i < labels.size(); ++i) {
-      by_class_[labels[i]].push_back(int64_t(i));
-      (labels[i] < head_classes ? head_ : tail_).push_back(int64_t(i));
-    }
-    for (int64_t c = 0; c < std::min(na, head_classes); ++c) confusing_.push_back(c);
-  }
-
-  /// int64 [G], [G·Na], [G·(1+Na)] on the CPU.
-  std::array<torch::Tensor, 3> draw(int64_t groups) {
-    std::vector<int64_t> tail, other, head;
-    auto pick = [&](const std::vector<int64_t>& pool) {
-      return pool[std::uniform_int_distribution<size_t>(0, pool.size() - 1)(rng_)];
-    };
-    for (int64_t g = 0; g < groups; ++g) {
-      tail.push_back(pick(tail_));
-      for (int64_t a = 0; a < na_; ++a) {
-        other.push_back(pick(by_class_[confusing_[a % confusing_.size()]]));
-      }
-      for (int64_t a = 0; a < 1 + na_; ++a) head.push_back(pick(head_));
-    }
-    return {torch::tensor(tail, torch::kInt64), torch::tensor(other, torch::kInt64),
-            torch::tensor(head, torch::kInt64)};
-  }
-
- private:
-  int64_t na_;
-  std::mt19937_64 rng_;
-  std::vector<std::vector<int64_t>> by_class_;
-  std::vector<int64_t> head_, tail_, confusing_;
-};
-
 json bench_phase_iii(const BenchOptions& o, const Clock& clock, const SyntheticData& d,
                      models::Backbone& model, torch::Device device) {
   const auto& layer = o.cam_layer;
   const int64_t na = o.na, groups = o.batch / (2 * (1 + na));
   const int64_t maps_per_batch = groups * 2 * (1 + na);
-  const double ts = 0.8, tg = 0.2;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 3);
-  Groups sampler(d.labels_cpu, o.num_classes, na, o.seed + 4);
+  // Phase III's own sampler and batch builder (train/fsa_batch.h), on the
+  // synthetic split: every tail class confused with the first Na head classes.
+  std::vector<std::vector<int64_t>> confusing(size_t(o.num_classes));
+  for (int64_t t = 0; t < o.num_classes; ++t) {
+    if (d.dataset.head[size_t(t)]) continue;
+    for (int64_t c = 0; c < o.num_classes && int64_t(confusing[size_t(t)].size()) < na; ++c) {
+      if (d.dataset.head[size_t(c)]) confusing[size_t(t)].push_back(c);
+    }
+  }
+  train::GroupSampler sampler(d.labels_cpu, d.dataset.head, confusing, na);
+  io::FinetuneConfig ft;  // the reference's ts = 0.8, tg = 0.2 (METHOD.md)
+  ft.Na = na;
+  train::FsaBatchBuilder builder(model, d.dataset, device, layer, ft, /*bf16_mixed=*/false,
+                                 /*store=*/nullptr);
+  std::mt19937_64 rng(o.seed + 4);
+  std::uniform_int_distribution<size_t> pick_tail(0, sampler.tail().size() - 1);
   model.set_finetune_mode(layer);
   io::OptimizerConfig oc;  // the reference's Phase III optimiser (METHOD.md)
   oc.name = "SGD";
@@ -447,49 +460,29 @@ json bench_phase_iii(const BenchOptions& o, const Clock& clock, const SyntheticD
   oc.momentum = 0.9;
   auto optimizer = train::make_optimizer(oc, model.head_parameters(layer));
 
-  // The online batch of src/train/phase_iii.cpp; with `split`, the clock is
-  // read between its parts (data, forward, cam, fusion, head update).
-  std::vector<std::array<double, 5>> parts;
+  // Phase III's online step: the builder, then the head update. With
+  // `split`, the clock is read between drawing, building and updating.
+  std::vector<std::array<double, 3>> parts;
   train::detail::RunningStats stats(device, "bench phase_iii", 1);
   int64_t steps = 0;
   auto step = [&](bool split) {
-    std::array<double, 6> t{};
+    std::array<double, 4> t{};
     if (split) t[0] = clock.now();
-    const auto drawn = sampler.draw(groups);
-    const auto n_tail = drawn[0].size(0), n_other = drawn[1].size(0);
-    auto all = torch::cat({drawn[0], drawn[1], drawn[2]}).to(device);
-    auto y_all = d.labels.index_select(0, all);
-    torch::Tensor maps;
-    {
-      torch::NoGradGuard no_grad;
-      auto x = data::train_inputs(d.dataset, all, gen, device);
-      if (split) t[1] = clock.now();
-      maps = model.features(x, layer);
-    }
+    std::vector<int64_t> tail_images;
+    for (int64_t g = 0; g < groups; ++g) tail_images.push_back(sampler.tail()[pick_tail(rng)]);
+    const auto drawn = sampler.draw(tail_images, rng);
+    if (split) t[1] = clock.now();
+    const auto batch = builder.build(drawn, gen);
     if (split) t[2] = clock.now();
-    const auto rest = maps.size(0) - n_tail - n_other;
-    auto a_t = maps.narrow(0, 0, n_tail), a_o = maps.narrow(0, n_tail, n_other),
-         a_h = maps.narrow(0, n_tail + n_other, rest);
-    auto y_t = y_all.narrow(0, 0, n_tail), y_o = y_all.narrow(0, n_tail, n_other),
-         y_h = y_all.narrow(0, n_tail + n_other, rest);
-    auto cams_t = cam::class_activation_maps(model, a_t, y_t, layer);
-    auto cams_o = cam::class_activation_maps(model, a_o, y_o, layer);
-    if (split) t[3] = clock.now();
-    const auto k = maps.size(1), h = maps.size(2), w = maps.size(3);
-    auto fused = augment::fuse_feature_maps(a_t, cams_t, y_t, a_o.view({n_tail, na, k, h, w}),
-                                            cams_o.view({n_tail, na, h, w}), ts, tg, gen);
-    auto batch_maps = torch::cat({a_t, fused.maps, a_h});
-    auto batch_labels = torch::cat({y_t, fused.labels, y_h});
-    if (split) t[4] = clock.now();
-    auto logits = model.head(batch_maps, layer);
-    auto loss = F::cross_entropy(logits, batch_labels);
+    auto logits = model.head(batch.maps, layer);
+    auto loss = F::cross_entropy(logits, batch.labels);
     optimizer->zero_grad();
     loss.backward();
     optimizer->step();
-    stats.add(loss, logits, batch_labels, ++steps);
+    stats.add(loss, logits, batch.labels, ++steps);
     if (split) {
-      t[5] = clock.now();
-      parts.push_back({t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3], t[5] - t[4]});
+      t[3] = clock.now();
+      parts.push_back({t[1] - t[0], t[2] - t[1], t[3] - t[2]});
     }
   };
 
@@ -507,8 +500,9 @@ json bench_phase_iii(const BenchOptions& o, const Clock& clock, const SyntheticD
                             o.warmup, o.iters, &c);
   const double t_step = median(s[0]), t_fwd = median(s[1]);
   json breakdown;
-  const char* names[] = {"data", "forward", "cam", "fusion", "head_update"};
-  for (size_t p = 0; p < 5; ++p) {
+  // "build": images, f, CAMs and fusion (train::FsaBatchBuilder::build).
+  const char* names[] = {"draw", "build", "head_update"};
+  for (size_t p = 0; p < 3; ++p) {
     std::vector<double> v;
     for (size_t r = static_cast<size_t>(o.warmup); r < parts.size(); ++r) v.push_back(parts[r][p]);
     breakdown[std::string(names[p]) + "_ms"] = ms(median(v));
@@ -845,13 +839,17 @@ std::string format_bench(const json& r) {
     row("ratio fsa/bare (images/s)",
         fmt::format("{:9.3f}  (paired {:.3f}, CPU time {:.3f})", num(p["ratio_vs_bare"]),
                     num(p["paired_ratio_vs_bare"]), num(p["cpu_time"]["ratio_vs_bare"])));
-    for (const std::string name : {"channels_last", "bf16_mixed"}) {
+    const std::pair<const char*, const char*> variants[] = {
+        {"channels_last", "fsa, memory_format: channels_last"},
+        {"bf16_mixed", "fsa, precision: bf16-mixed"},
+        {"loss_ldam_drw", "fsa, LDAM-DRW (cosine classifier)"},
+        {"loss_balanced_softmax", "fsa, Balanced Softmax"},
+        {"loss_cb_focal", "fsa, class-balanced focal"}};
+    for (const auto& [name, title] : variants) {
       if (!p.contains(name)) continue;
       const auto& v = p[name];
-      row(name == "channels_last" ? "fsa, memory_format: channels_last"
-                                  : "fsa, precision: bf16-mixed",
-          rate(num(v["fsa_step_ms"]), num(v["fsa_images_per_s"])));
-      row("  speedup over the default (fp32, contiguous)",
+      row(title, rate(num(v["fsa_step_ms"]), num(v["fsa_images_per_s"])));
+      row("  speedup over the default (fp32, contiguous, CE)",
           fmt::format("{:9.3f}  (paired {:.3f}, CPU time {:.3f})", num(v["speedup_vs_default"]),
                       num(v["paired_speedup_vs_default"]),
                       num(v["cpu_time_speedup_vs_default"])));
@@ -889,9 +887,8 @@ std::string format_bench(const json& r) {
                     num(p["paired_step_ratio_vs_forward"]),
                     num(p["cpu_time"]["step_ratio_vs_forward"])));
     const auto& b = p["breakdown"];
-    row("data / forward / cam / fusion / head update (ms)",
-        fmt::format("{:.2f} / {:.2f} / {:.2f} / {:.2f} / {:.2f}", num(b["data_ms"]),
-                    num(b["forward_ms"]), num(b["cam_ms"]), num(b["fusion_ms"]),
+    row("draw / build (f, CAM, fusion) / head update (ms)",
+        fmt::format("{:.2f} / {:.2f} / {:.2f}", num(b["draw_ms"]), num(b["build_ms"]),
                     num(b["head_update_ms"])));
   }
   if (r.contains("data")) {

@@ -134,8 +134,10 @@ std::optional<InputBatch> SequentialBatches::next() {
 }
 
 TrainingBatches::TrainingBatches(const LongTailDataset& data, int64_t batch_size, uint64_t seed,
-                                 torch::Device device)
-    : data_(data), batch_size_(batch_size), size_(data.train.size()), device_(device) {
+                                 torch::Device device, const std::string& sampler,
+                                 int64_t num_epochs)
+    : data_(data), batch_size_(batch_size), size_(data.train.size()), device_(device),
+      sampler_(sampler, data.train.labels, data.num_classes(), num_epochs) {
   check_batch_size(batch_size, "TrainingBatches");
   if (data.file_backed()) {
     loader_ = std::make_unique<Loader>(data.train.files, data.train_transform,
@@ -151,11 +153,17 @@ int64_t TrainingBatches::batches_per_epoch() const {
 
 void TrainingBatches::start_epoch(int64_t epoch, at::Generator gen) {
   if (loader_) {
-    loader_->start_epoch(epoch);
+    if (sampler_.is_permutation()) {
+      loader_->start_epoch(epoch);
+    } else {
+      const auto order = sampler_.epoch_indices(epoch, gen);
+      loader_->start_epoch(epoch, {order.data_ptr<int64_t>(),
+                                   order.data_ptr<int64_t>() + order.numel()});
+    }
     return;
   }
   gen_ = std::move(gen);
-  order_ = torch::randperm(size_, gen_, torch::kInt64).to(device_);
+  order_ = sampler_.epoch_indices(epoch, gen_).to(device_);
   start_ = 0;
 }
 

@@ -20,6 +20,8 @@ uint64_t splitmix64(uint64_t x) {
 
 /// Stream tag of the shuffle generator, apart from every sample index.
 constexpr int64_t kShuffleStream = -1;
+// Mixed into the seed of samples in a caller's order (start_epoch with order).
+constexpr uint64_t kGivenOrderStream = 0x5A3D1E0F2C4B6987ULL;
 
 void check_options(const LoaderOptions& o, int64_t size) {
   if (size < 1) throw std::invalid_argument("Loader: no samples");
@@ -87,11 +89,25 @@ Loader::Range Loader::epoch(int64_t epoch) {
   return Range(this);
 }
 
-void Loader::start_epoch(int64_t epoch) {
+void Loader::start_epoch(int64_t epoch) { begin_epoch(epoch, order(epoch), false); }
+
+void Loader::start_epoch(int64_t epoch, std::vector<int64_t> order) {
+  for (auto i : order) {
+    if (i < 0 || i >= size()) {
+      throw std::invalid_argument(fmt::format("Loader: sample index {} outside 0..{}", i,
+                                              size() - 1));
+    }
+  }
+  begin_epoch(epoch, std::move(order), true);
+}
+
+void Loader::begin_epoch(int64_t epoch, std::vector<int64_t> order, bool given) {
   stop_workers();
   epoch_ = epoch;
-  order_ = order(epoch);
-  num_batches_ = batches_per_epoch();
+  order_ = std::move(order);
+  given_order_ = given;
+  const int64_t b = options_.batch_size, n = static_cast<int64_t>(order_.size());
+  num_batches_ = options_.drop_last ? n / b : (n + b - 1) / b;
   stop_ = false;
   next_claim_ = 0;
   next_deliver_ = 0;
@@ -101,7 +117,8 @@ void Loader::start_epoch(int64_t epoch) {
 
 Batch Loader::make_batch(int64_t k) const {
   const int64_t begin = k * options_.batch_size;
-  const int64_t end = std::min<int64_t>(begin + options_.batch_size, size());
+  const int64_t end =
+      std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order_.size()));
   const int64_t n = end - begin;
   Batch batch;
   batch.epoch = epoch_;
@@ -110,7 +127,9 @@ Batch Loader::make_batch(int64_t k) const {
   batch.indices = torch::empty({n}, torch::kInt64);
   for (int64_t j = 0; j < n; ++j) {
     const int64_t i = order_[static_cast<size_t>(begin + j)];
-    Rng rng(sample_seed(options_.seed, epoch_, i));
+    // Own orders may repeat an image: seed by position so each copy differs.
+    Rng rng(given_order_ ? sample_seed(options_.seed ^ kGivenOrderStream, epoch_, begin + j)
+                         : sample_seed(options_.seed, epoch_, i));
     const auto x = sample_(i, rng).contiguous();
     if (!batch.images.defined()) {
       std::vector<int64_t> shape{n};

@@ -70,6 +70,11 @@ std::optional<double> AccuracyMeter::group(const std::vector<bool>& classes) con
   return double(correct) / double(total);
 }
 
+std::vector<std::pair<std::string, std::optional<double>>> group_accuracies(const Report& r) {
+  return {{"head", r.head}, {"tail", r.tail}, {"many", r.many}, {"medium", r.medium},
+          {"few", r.few}};
+}
+
 Report make_report(const AccuracyMeter& meter, const std::vector<int64_t>& train_counts,
                    const std::vector<bool>& head, double loss) {
   Report r;

@@ -93,6 +93,11 @@ class MapReader {
 
   void ignore(const std::string& key) { seen_.insert(key); }
 
+  /// True if `key` holds a mapping (a section), false if absent or a scalar.
+  bool is_map(const std::string& key) const {
+    return node_ && node_.IsMap() && node_[key] && node_[key].IsMap();
+  }
+
   /// Throws on the first key that was never read.
   void finish() const {
     if (!node_ || !node_.IsMap()) return;
@@ -143,10 +148,12 @@ void parse_optimizer(MapReader r, OptimizerConfig& o) {
 
 void parse_scheduler(MapReader r, SchedulerConfig& s) {
   s.name = r.get_string("name", s.name);
-  static const std::set<std::string> known{"warmup", "MultiStepLR", "StepLR", "constant"};
+  static const std::set<std::string> known{"warmup", "MultiStepLR", "StepLR",
+                                           "CosineAnnealingLR", "constant"};
   if (!known.count(s.name)) {
     r.fail(join_key(r.prefix(), "name"),
-           fmt::format("warmup, MultiStepLR, StepLR or constant, got '{}'", s.name));
+           fmt::format("warmup, MultiStepLR, StepLR, CosineAnnealingLR or constant, got '{}'",
+                       s.name));
   }
   auto k = r.child("kwargs");
   s.gamma = k.get_double("gamma", s.gamma);
@@ -161,6 +168,11 @@ void parse_scheduler(MapReader r, SchedulerConfig& s) {
     }
   }
   if (s.name == "StepLR") s.step_size = k.get_int("step_size", s.step_size, 1);
+  if (s.name == "CosineAnnealingLR") {
+    s.t_max = k.get_int("T_max", s.t_max, 0);
+    s.eta_min = k.get_double("eta_min", s.eta_min);
+    if (s.eta_min < 0) k.fail(join_key(k.prefix(), "eta_min"), "a learning rate >= 0");
+  }
   if (s.name == "warmup") {
     s.warmup_epochs = k.get_int("warmup_epochs", s.warmup_epochs, 0);
     s.warmup_factor = k.get_double("warmup_factor", s.warmup_factor);
@@ -172,10 +184,78 @@ void parse_scheduler(MapReader r, SchedulerConfig& s) {
   r.finish();
 }
 
-void check_loss(MapReader& r) {
+/// test.loss: the reference's key; only softmax cross-entropy is evaluated.
+void check_test_loss(MapReader& r) {
   const auto loss = r.get_string("loss", "SoftmaxCrossEntropy");
   if (loss != "SoftmaxCrossEntropy") {
     r.fail(join_key(r.prefix(), "loss"), fmt::format("SoftmaxCrossEntropy, got '{}'", loss));
+  }
+}
+
+/// train.loss: a name, or a mapping of a name and that loss's keys. A key
+/// the named loss does not use is an error, not silently ignored.
+void parse_loss(MapReader& t, LossConfig& l) {
+  auto canonical = [](std::string name) {
+    return name == "SoftmaxCrossEntropy" ? std::string("cross_entropy") : name;
+  };
+  const std::string known = "cross_entropy (or SoftmaxCrossEntropy), focal, ldam or "
+                            "balanced_softmax";
+  auto check_name = [&](MapReader& r, const std::string& key) {
+    if (l.name != "cross_entropy" && l.name != "focal" && l.name != "ldam" &&
+        l.name != "balanced_softmax") {
+      r.fail(key, fmt::format("{}, got '{}'", known, l.name));
+    }
+  };
+  if (!t.is_map("loss")) {
+    l.name = canonical(t.get_string("loss", l.name));
+    check_name(t, "train.loss");
+    return;
+  }
+  auto r = t.child("loss");
+  l.name = canonical(r.get_string("name", l.name));
+  check_name(r, "train.loss.name");
+  auto only_for = [&](const std::string& key, const std::string& loss) {
+    if (l.name != loss && r.has(key)) {
+      r.fail("train.loss." + key, fmt::format("no value: only the {} loss has it, this is {}",
+                                              loss, l.name));
+    }
+  };
+  only_for("gamma", "focal");
+  only_for("max_margin", "ldam");
+  only_for("scale", "ldam");
+  l.gamma = r.get_double("gamma", l.gamma);
+  if (l.gamma < 0) r.fail("train.loss.gamma", fmt::format("a number >= 0, got {}", l.gamma));
+  l.max_margin = r.get_double("max_margin", l.max_margin);
+  if (l.max_margin <= 0) {
+    r.fail("train.loss.max_margin", fmt::format("a positive margin, got {}", l.max_margin));
+  }
+  l.scale = r.get_double("scale", l.scale);
+  if (l.scale <= 0) r.fail("train.loss.scale", fmt::format("a positive scale, got {}", l.scale));
+  l.weighting = r.get_string("weighting", l.weighting);
+  if (l.weighting != "none" && l.weighting != "class_balanced" && l.weighting != "drw") {
+    r.fail("train.loss.weighting",
+           fmt::format("none, class_balanced or drw, got '{}'", l.weighting));
+  }
+  if (l.weighting == "none" && r.has("beta")) {
+    r.fail("train.loss.beta", "no value: weighting is none (set weighting: class_balanced or drw)");
+  }
+  if (l.weighting != "drw" && r.has("drw_epoch")) {
+    r.fail("train.loss.drw_epoch", fmt::format("no value: weighting is {}, not drw", l.weighting));
+  }
+  l.beta = r.get_double("beta", l.beta);
+  if (l.beta < 0 || l.beta >= 1) {
+    r.fail("train.loss.beta", fmt::format("a number in [0, 1), got {}", l.beta));
+  }
+  l.drw_epoch = r.get_int("drw_epoch", l.drw_epoch, 0);
+  r.finish();
+}
+
+void parse_sampler(MapReader& t, SamplerConfig& s) {
+  s.name = t.get_string("sampler", s.name);
+  if (s.name != "instance_balanced" && s.name != "class_balanced" && s.name != "square_root" &&
+      s.name != "progressive") {
+    t.fail("train.sampler", fmt::format("instance_balanced, class_balanced, square_root or "
+                                        "progressive, got '{}'", s.name));
   }
 }
 
@@ -189,7 +269,8 @@ YAML::Node merge(const YAML::Node& base, const YAML::Node& over) {
   return out;
 }
 
-const std::vector<std::string> kPhases{"phase_i", "phase_ii", "phase_iii"};
+/// The phase sections of a pipeline file; `decouple` is `fsa decouple`'s.
+const std::vector<std::string> kPhases{"phase_i", "phase_ii", "phase_iii", "decouple"};
 
 std::string canonical_dataset_name(const std::string& name) {
   std::string out;
@@ -467,6 +548,10 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
   {
     auto m = r.child("model");
     c.model.name = m.get_string("name", c.model.name);
+    c.model.classifier = m.get_string("classifier", c.model.classifier);
+    if (c.model.classifier != "linear" && c.model.classifier != "cosine") {
+      m.fail("model.classifier", fmt::format("linear or cosine, got '{}'", c.model.classifier));
+    }
     auto k = m.child("kwargs");
     if (k.get_bool("pretrained", false)) {
       k.fail("model.kwargs.pretrained", "false (fsa downloads nothing; start from a checkpoint)");
@@ -478,19 +563,28 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
     auto t = r.child("train");
     c.train.num_epoch = t.get_int("num_epoch", c.train.num_epoch, 1);
     c.train.batch_size = t.get_int("batch_size", c.train.batch_size, 1);
-    check_loss(t);
+    parse_loss(t, c.train.loss);
+    parse_sampler(t, c.train.sampler);
+    if (c.train.loss.weighting == "drw" && c.train.loss.drw_epoch >= c.train.num_epoch) {
+      t.fail("train.loss.drw_epoch",
+             fmt::format("an epoch before train.num_epoch = {} (deferred re-weighting would "
+                         "never start), got {}", c.train.num_epoch, c.train.loss.drw_epoch));
+    }
     if (t.has("gradient_clip")) {
       c.train.gradient_clip = t.get_double("gradient_clip", 0);
       if (*c.train.gradient_clip <= 0) t.fail("train.gradient_clip", "a positive norm or null");
     }
     parse_optimizer(t.child("optimizer"), c.train.optimizer);
     parse_scheduler(t.child("lr_scheduler"), c.train.lr_scheduler);
+    if (c.train.lr_scheduler.t_max == 0) c.train.lr_scheduler.t_max = c.train.num_epoch;
     t.finish();
   }
   {
     auto t = r.child("test");
     c.test.batch_size = t.get_int("batch_size", c.test.batch_size, 1);
-    check_loss(t);
+    c.test.interval = t.get_int("interval", c.test.interval, 1);
+    c.test.logit_adjust_tau = t.get_double("logit_adjust_tau", c.test.logit_adjust_tau);
+    check_test_loss(t);
     t.finish();
   }
   {
@@ -547,6 +641,24 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
     f.finish();
   }
   {
+    auto d = r.child("decoupling");
+    c.decoupling.method = d.get_string("method", c.decoupling.method);
+    if (c.decoupling.method != "crt" && c.decoupling.method != "lws" &&
+        c.decoupling.method != "tau_norm") {
+      d.fail("decoupling.method",
+             fmt::format("crt, lws or tau_norm, got '{}'", c.decoupling.method));
+    }
+    if (c.decoupling.method != "tau_norm" && d.has("tau")) {
+      d.fail("decoupling.tau", fmt::format("no value: only tau_norm has τ, the method is {}",
+                                           c.decoupling.method));
+    }
+    c.decoupling.tau = d.get_double("tau", c.decoupling.tau);
+    if (c.decoupling.tau < 0) {
+      d.fail("decoupling.tau", fmt::format("a number >= 0, got {}", c.decoupling.tau));
+    }
+    d.finish();
+  }
+  {
     auto f = r.child("feature");
     f.ignore("path");
     if (f.has("cam_layers")) {
@@ -585,6 +697,9 @@ PipelineConfig parse_pipeline(const YAML::Node& doc, const std::string& source) 
   p.phase_i = parse_config(phase_document(doc, "phase_i"), source);
   p.phase_ii = parse_config(phase_document(doc, "phase_ii"), source);
   p.phase_iii = parse_config(phase_document(doc, "phase_iii"), source);
+  // `fsa decouple`'s section, checked with the others so that a typo there
+  // stops every command of the file.
+  if (doc["decouple"]) parse_config(phase_document(doc, "decouple"), source);
   return p;
 }
 
@@ -635,7 +750,8 @@ std::string to_yaml(const Config& c) {
   }
   e << YAML::EndMap;
   e << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "name"
-    << YAML::Value << c.model.name << YAML::EndMap;
+    << YAML::Value << c.model.name << YAML::Key << "classifier" << YAML::Value
+    << c.model.classifier << YAML::EndMap;
 
   const auto& t = c.train;
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
@@ -647,6 +763,19 @@ std::string to_yaml(const Config& c) {
   } else {
     e << YAML::Value << YAML::Null;
   }
+  const auto& l = t.loss;
+  e << YAML::Key << "loss" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "name" << YAML::Value << l.name;
+  if (l.name == "focal") e << YAML::Key << "gamma" << YAML::Value << l.gamma;
+  if (l.name == "ldam") {
+    e << YAML::Key << "max_margin" << YAML::Value << l.max_margin;
+    e << YAML::Key << "scale" << YAML::Value << l.scale;
+  }
+  e << YAML::Key << "weighting" << YAML::Value << l.weighting;
+  if (l.weighting != "none") e << YAML::Key << "beta" << YAML::Value << l.beta;
+  if (l.weighting == "drw") e << YAML::Key << "drw_epoch" << YAML::Value << l.drw_epoch;
+  e << YAML::EndMap;
+  e << YAML::Key << "sampler" << YAML::Value << t.sampler.name;
   e << YAML::Key << "optimizer" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "name" << YAML::Value << t.optimizer.name;
   e << YAML::Key << "kwargs" << YAML::Value << YAML::BeginMap;
@@ -670,14 +799,21 @@ std::string to_yaml(const Config& c) {
     e << YAML::Key << "milestones" << YAML::Value << YAML::Flow << s.milestones;
   }
   if (s.name == "StepLR") e << YAML::Key << "step_size" << YAML::Value << s.step_size;
+  if (s.name == "CosineAnnealingLR") {
+    e << YAML::Key << "T_max" << YAML::Value << s.t_max;
+    e << YAML::Key << "eta_min" << YAML::Value << s.eta_min;
+  }
   if (s.name == "warmup") {
     e << YAML::Key << "warmup_epochs" << YAML::Value << s.warmup_epochs;
     e << YAML::Key << "warmup_factor" << YAML::Value << s.warmup_factor;
   }
   e << YAML::EndMap << YAML::EndMap << YAML::EndMap;
 
-  e << YAML::Key << "test" << YAML::Value << YAML::BeginMap << YAML::Key << "batch_size"
-    << YAML::Value << c.test.batch_size << YAML::EndMap;
+  e << YAML::Key << "test" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "batch_size" << YAML::Value << c.test.batch_size;
+  e << YAML::Key << "interval" << YAML::Value << c.test.interval;
+  e << YAML::Key << "logit_adjust_tau" << YAML::Value << c.test.logit_adjust_tau;
+  e << YAML::EndMap;
   e << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "load_checkpoint" << YAML::Value << c.checkpoint.load_checkpoint;
   e << YAML::Key << "resume" << YAML::Value << c.checkpoint.resume;
@@ -698,6 +834,10 @@ std::string to_yaml(const Config& c) {
   e << YAML::Key << "head_classes" << YAML::Value << YAML::Flow << f.head_classes;
   e << YAML::Key << "offline" << YAML::Value << f.offline;
   e << YAML::Key << "analysis" << YAML::Value << f.analysis;
+  e << YAML::EndMap;
+  e << YAML::Key << "decoupling" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "method" << YAML::Value << c.decoupling.method;
+  if (c.decoupling.method == "tau_norm") e << YAML::Key << "tau" << YAML::Value << c.decoupling.tau;
   e << YAML::EndMap;
   e << YAML::Key << "feature" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "cam_layers" << YAML::Value << c.feature.cam_layer;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <torch/nn/functional/normalization.h>
 #include <torch/nn/functional/pooling.h>
 #include <torch/nn/modules/batchnorm.h>
 
@@ -54,10 +55,29 @@ torch::Tensor Backbone::features(const torch::Tensor& x, const std::string& cam_
   return a;
 }
 
+void Backbone::use_cosine_classifier() {
+  const auto& o = fc_->options;
+  fc_ = replace_module(classifier_name_,
+                       torch::nn::Linear(torch::nn::LinearOptions(o.in_features(), o.out_features())
+                                             .bias(false)));
+  // Unit-norm rows from U(−1, 1), as Cao et al.'s NormedLinear initialises.
+  torch::NoGradGuard no_grad;
+  fc_->weight.uniform_(-1.0, 1.0);
+  fc_->weight.div_(fc_->weight.norm(2, /*dim=*/1, /*keepdim=*/true));
+  cosine_ = true;
+}
+
+torch::Tensor Backbone::classify(const torch::Tensor& pooled) {
+  if (!cosine_) return fc_->forward(pooled);
+  namespace F = torch::nn::functional;
+  const auto unit = F::NormalizeFuncOptions().dim(1);
+  return torch::matmul(F::normalize(pooled, unit), F::normalize(fc_->weight, unit).t());
+}
+
 torch::Tensor Backbone::head(const torch::Tensor& a, const std::string& cam_layer) {
   auto h = a;
   for (size_t i = stage_index(cam_layer) + 1; i < stages_.size(); ++i) h = stages_[i]->forward(h);
-  return fc_->forward(h.mean({2, 3}));
+  return classify(h.mean({2, 3}));
 }
 
 torch::Tensor Backbone::forward(const torch::Tensor& x) {
@@ -76,13 +96,13 @@ torch::Tensor Backbone::forward_visiting(const torch::Tensor& x, const LayerVisi
   }
   auto pooled = a.mean({2, 3});
   visit("avgpool", pooled);
-  auto y = fc_->forward(pooled);
+  auto y = classify(pooled);
   visit(classifier_name_, y);
   return y;
 }
 
 bool Backbone::head_is_linear(const std::string& cam_layer) const {
-  return stage_index(cam_layer) + 1 == stages_.size();
+  return stage_index(cam_layer) + 1 == stages_.size() && !cosine_;
 }
 
 int64_t Backbone::channels_at(const std::string& cam_layer) const {

@@ -16,6 +16,7 @@
 #include "fsa/io/files.h"
 #include "fsa/io/report.h"
 #include "fsa/train/checkpoint.h"
+#include "fsa/train/loss.h"
 #include "fsa/train/phases.h"
 #include "fsa/train/precision.h"
 #include "internal.h"
@@ -68,6 +69,7 @@ std::shared_ptr<models::Backbone> build_model(const io::Config& cfg, const Works
   torch::manual_seed(ws.seed);
   try {
     model = models::make_model(cfg.model.name, ws.data.num_classes());
+    if (cfg.model.classifier == "cosine") model->use_cosine_classifier();
     // Validates the layer; in evaluation mode, since batch norm cannot train
     // on one value per channel (ImageNet ResNets shrink 32 pixels to 1).
     torch::NoGradGuard no_grad;
@@ -151,6 +153,51 @@ std::optional<double> resident_mib() {
   return std::nullopt;
 }
 
+/// Feature maps of the whole test set at the CAM layer, computed once: f is
+/// frozen in Phase III, so each epoch's test needs only the head.
+/// With `bf16_mixed`, f runs under autocast and the maps are kept as float32.
+torch::Tensor test_features(models::Backbone& model, const Workspace& ws,
+                            const std::string& layer, int64_t batch, bool bf16_mixed) {
+  torch::NoGradGuard no_grad;
+  model.eval();
+  std::vector<torch::Tensor> out;
+  data::SequentialBatches input(ws.data, ws.data.test, batch, ws.device);
+  while (auto b = input.next()) {
+    AutocastGuard autocast(ws.device, bf16_mixed);
+    out.push_back(model.features(b->inputs, layer).to(torch::kFloat32));
+  }
+  return torch::cat(out, 0);
+}
+
+eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& features,
+                           const Workspace& ws, const std::string& layer, int64_t batch,
+                           bool bf16_mixed, double logit_adjust_tau) {
+  torch::NoGradGuard no_grad;
+  const auto log_prior = logit_adjust_tau != 0
+                             ? log_class_prior(ws.data.class_counts).to(ws.device)
+                             : torch::Tensor();
+  eval::AccuracyMeter meter(ws.data.num_classes());
+  auto loss_sum =
+      torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(ws.device));
+  const auto n = features.size(0);
+  auto labels = ws.data.test.labels.to(ws.device);
+  for (int64_t s = 0; s < n; s += batch) {
+    const auto len = std::min(batch, n - s);
+    torch::Tensor logits;
+    {
+      AutocastGuard autocast(ws.device, bf16_mixed);
+      logits = model.head(features.narrow(0, s, len), layer).to(torch::kFloat32);
+    }
+    if (log_prior.defined()) logits = adjust_logits(logits, log_prior, logit_adjust_tau);
+    auto y = labels.narrow(0, s, len);
+    loss_sum += torch::nn::functional::cross_entropy(
+        logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    meter.update(logits, y);
+  }
+  return eval::make_report(meter, ws.data.class_counts, ws.data.head,
+                           n ? loss_sum.item<double>() / n : 0.0);
+}
+
 }  // namespace detail
 
 torch::Device parse_device(const std::string& name) {
@@ -207,9 +254,11 @@ Workspace make_workspace(const io::Config& cfg) {
 
 eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
                       const data::LongTailDataset& train, torch::Device device,
-                      int64_t batch_size, bool bf16_mixed) {
+                      int64_t batch_size, bool bf16_mixed, double logit_adjust_tau) {
   torch::NoGradGuard no_grad;
   model.eval();
+  const auto log_prior =
+      logit_adjust_tau != 0 ? log_class_prior(train.class_counts).to(device) : torch::Tensor();
   eval::AccuracyMeter meter(train.num_classes());
   auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
   const auto n = test.size();
@@ -221,6 +270,7 @@ eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
       AutocastGuard autocast(device, bf16_mixed);
       logits = model.forward(batch->inputs).to(torch::kFloat32);
     }
+    if (log_prior.defined()) logits = adjust_logits(logits, log_prior, logit_adjust_tau);
     loss_sum += torch::nn::functional::cross_entropy(
         logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     meter.update(logits, y);
@@ -237,9 +287,10 @@ nlohmann::json report_json(const eval::Report& r, const std::vector<int64_t>& cl
   for (double v : r.per_class) {
     per_class.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v));
   }
-  nlohmann::json j{{"top1", r.top1},    {"per_class", per_class}, {"head", opt(r.head)},
-                   {"tail", opt(r.tail)}, {"many", opt(r.many)},   {"medium", opt(r.medium)},
-                   {"few", opt(r.few)},   {"loss", r.loss},        {"class_counts", class_counts}};
+  nlohmann::json j{{"top1", r.top1}, {"per_class", per_class}};
+  for (const auto& [name, value] : eval::group_accuracies(r)) j[name] = opt(value);
+  j["loss"] = r.loss;
+  j["class_counts"] = class_counts;
   // The confusion matrix (rows: true class) for reports; left out for very
   // many classes, where it would dominate the file.
   if (r.confusion.defined() && r.confusion.size(0) <= 200) {
@@ -291,7 +342,7 @@ PhaseResult run_test(const io::Config& cfg, Workspace& ws, const std::string& ch
   load_checkpoint(checkpoint, *model, nullptr);
   PhaseResult r;
   r.report = evaluate(*model, ws.data.test, ws.data, ws.device, cfg.test.batch_size,
-                      cfg.bf16_mixed());
+                      cfg.bf16_mixed(), cfg.test.logit_adjust_tau);
   if (!std::isfinite(r.report.loss)) {
     throw TrainingError(fmt::format("checkpoint '{}' gives a test loss of {}: its weights have "
                                     "diverged, so its accuracy means nothing",
@@ -299,6 +350,9 @@ PhaseResult run_test(const io::Config& cfg, Workspace& ws, const std::string& ch
   }
   r.metrics = {{"test", report_json(r.report, ws.data.class_counts)},
                {"checkpoint", checkpoint}};
+  if (cfg.test.logit_adjust_tau != 0) {
+    r.metrics["test"]["logit_adjust_tau"] = cfg.test.logit_adjust_tau;
+  }
   detail::write_json((fs::path(out_dir) / "metrics.json").string(), r.metrics);
   detail::write_report_safely(out_dir);
   spdlog::info("test: top-1 {:.2f}% on {} images", 100 * r.report.top1, ws.data.test.size());

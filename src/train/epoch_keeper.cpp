@@ -30,55 +30,60 @@ void EpochKeeper::restore(const CheckpointInfo& info) {
 }
 
 void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double train_acc,
-                            const eval::Report& test, double seconds) {
+                            const eval::Report* test, double seconds) {
   const int64_t done = epoch + 1;
-  if (!std::isfinite(test.loss)) {  // before anything of this epoch is kept
+  if (test && !std::isfinite(test->loss)) {  // before anything of this epoch is kept
     throw TrainingError(fmt::format(
         "{} epoch {}: the test loss is {}: the weights have diverged (lower the learning rate "
         "or set train.gradient_clip); no checkpoint of this epoch was written",
-        phase_, done, test.loss));
+        phase_, done, test->loss));
   }
   const auto rss = resident_mib();
   auto opt = [](const std::optional<double>& v) {
     return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
   };
-  history_.push_back({{"epoch", done},
-                      {"lr", lr},
-                      {"train_loss", train_loss},
-                      {"train_acc", train_acc},
-                      {"test_loss", test.loss},
-                      {"test_acc", test.top1},
-                      {"test_head", opt(test.head)},
-                      {"test_tail", opt(test.tail)},
-                      {"test_many", opt(test.many)},
-                      {"test_medium", opt(test.medium)},
-                      {"test_few", opt(test.few)},
-                      {"seconds", seconds},
-                      {"rss_mib", opt(rss)}});
+  nlohmann::json entry{{"epoch", done},
+                       {"lr", lr},
+                       {"train_loss", train_loss},
+                       {"train_acc", train_acc},
+                       {"seconds", seconds},
+                       {"rss_mib", opt(rss)}};
   events_->add_scalar("loss/train", train_loss, done);
   events_->add_scalar("acc/train", train_acc, done);
-  events_->add_scalar("loss/test", test.loss, done);
-  events_->add_scalar("acc/test", test.top1, done);
   events_->add_scalar("lr", lr, done);
-  for (const auto& [tag, value] : {std::pair{"acc_test/head", test.head},
-                                   std::pair{"acc_test/tail", test.tail},
-                                   std::pair{"acc_test/many", test.many},
-                                   std::pair{"acc_test/medium", test.medium},
-                                   std::pair{"acc_test/few", test.few}}) {
-    if (value) events_->add_scalar(tag, *value, done);
+  bool improved = false;
+  if (test) {
+    entry["test_loss"] = test->loss;
+    entry["test_acc"] = test->top1;
+    for (const auto& [name, value] : eval::group_accuracies(*test)) {
+      entry["test_" + name] = opt(value);
+      if (value) events_->add_scalar("acc_test/" + name, *value, done);
+    }
+    events_->add_scalar("loss/test", test->loss, done);
+    events_->add_scalar("acc/test", test->top1, done);
+    improved = test->top1 > best_acc1_;
+    if (improved) {
+      best_acc1_ = test->top1;
+      best_epoch_ = done;
+    }
   }
+  history_.push_back(entry);
   events_->flush();
-  const bool improved = test.top1 > best_acc1_;
-  if (improved) {
-    best_acc1_ = test.top1;
-    best_epoch_ = done;
+  const auto took = format_duration(seconds);
+  if (test) {
+    spdlog::info("{} epoch {}/{}: lr {:.3g}, train loss {:.4f}, train acc {:.2f}%, test loss "
+                 "{:.4f}, test top-1 {:.2f}% (head {:.2f}%, tail {:.2f}%), best on test "
+                 "{:.2f}% @ {}, {}, resident {:.0f} MiB",
+                 phase_, done, cfg_.train.num_epoch, lr, train_loss, 100 * train_acc,
+                 test->loss, 100 * test->top1, 100 * test->head.value_or(0),
+                 100 * test->tail.value_or(0), 100 * best_acc1_, best_epoch_, took,
+                 rss.value_or(0.0));
+  } else {
+    spdlog::info("{} epoch {}/{}: lr {:.3g}, train loss {:.4f}, train acc {:.2f}% (not "
+                 "evaluated: test.interval {}), {}, resident {:.0f} MiB",
+                 phase_, done, cfg_.train.num_epoch, lr, train_loss, 100 * train_acc,
+                 cfg_.test.interval, took, rss.value_or(0.0));
   }
-  spdlog::info("{} epoch {}/{}: lr {:.3g}, train loss {:.4f}, train acc {:.2f}%, test loss "
-               "{:.4f}, test top-1 {:.2f}% (head {:.2f}%, tail {:.2f}%), best {:.2f}% @ {}, {}, "
-               "resident {:.0f} MiB",
-               phase_, done, cfg_.train.num_epoch, lr, train_loss, 100 * train_acc, test.loss,
-               100 * test.top1, 100 * test.head.value_or(0), 100 * test.tail.value_or(0),
-               100 * best_acc1_, best_epoch_, format_duration(seconds), rss.value_or(0.0));
   CheckpointInfo info;
   info.phase = phase_;
   info.epoch = done;

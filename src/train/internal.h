@@ -82,6 +82,19 @@ std::string format_duration(double seconds);
 /// growth from epoch to epoch shows.
 std::optional<double> resident_mib();
 
+/// Feature maps of the whole test split at `layer`, float [N, K, h, w] on the
+/// device, computed once in evaluation mode (under autocast with
+/// `bf16_mixed`, kept as float32): when f is frozen each epoch's test needs
+/// only the head.
+torch::Tensor test_features(models::Backbone& model, const Workspace& ws,
+                            const std::string& layer, int64_t batch, bool bf16_mixed);
+
+/// The test report of h over `features` (test_features), with post-hoc
+/// logit adjustment by `logit_adjust_tau` when it is not 0.
+eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& features,
+                           const Workspace& ws, const std::string& layer, int64_t batch,
+                           bool bf16_mixed, double logit_adjust_tau);
+
 /// The first line of an exception's message, without LibTorch's C++ backtrace.
 std::string short_message(const std::exception& e);
 
@@ -99,9 +112,11 @@ class EpochKeeper {
   /// Restores history and best figures from a resumed checkpoint.
   void restore(const CheckpointInfo& info);
 
-  /// Records epoch `epoch` (0-based) and saves checkpoints.
+  /// Records epoch `epoch` (0-based) and saves checkpoints. `test` is null
+  /// for an epoch that was not evaluated (test.interval): its history entry
+  /// has no test figures and it cannot become the best epoch.
   void end_epoch(int64_t epoch, double lr, double train_loss, double train_acc,
-                 const eval::Report& test, double seconds);
+                 const eval::Report* test, double seconds);
 
   const nlohmann::json& history() const { return history_; }
   double best_acc1() const { return best_acc1_; }

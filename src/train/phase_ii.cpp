@@ -47,7 +47,8 @@ namespace {
 using detail::fingerprint_dict;
 using detail::fingerprint_from;
 
-/// Candidates for each class t, ranked by S[c][t] descending (ties: lower c).
+}  // namespace
+
 torch::Tensor rank_confusing(const torch::Tensor& scores, const std::vector<bool>& head,
                              bool head_only) {
   const auto c = scores.size(0);
@@ -64,8 +65,6 @@ torch::Tensor rank_confusing(const torch::Tensor& scores, const std::vector<bool
   }
   return ranked;
 }
-
-}  // namespace
 
 std::vector<int64_t> confusing_classes(const Analysis& a, int64_t t, int64_t nf) {
   std::vector<int64_t> out;

@@ -4,11 +4,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <torch/nn/functional/loss.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/serialize.h>
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <random>
 
@@ -17,6 +15,9 @@
 #include "fsa/data/inputs.h"
 #include "fsa/io/files.h"
 #include "fsa/train/checkpoint.h"
+#include "fsa/train/engine.h"
+#include "fsa/train/fsa_batch.h"
+#include "fsa/train/loss.h"
 #include "fsa/train/phases.h"
 #include "fsa/train/precision.h"
 #include "fsa/train/schedule.h"
@@ -26,12 +27,6 @@ namespace fs = std::filesystem;
 
 namespace fsa::train {
 namespace {
-
-/// Feature maps and CAMs of every training image, from features.pt.
-struct FeatureStore {
-  torch::Tensor features;  // half [N, K, h, w]
-  torch::Tensor cams;      // float [N, h, w]
-};
 
 FeatureStore load_store(const std::string& path, const data::Fingerprint& expected,
                         const std::string& cam_layer) {
@@ -64,114 +59,9 @@ FeatureStore load_store(const std::string& path, const data::Fingerprint& expect
   return {d.at("features").toTensor(), d.at("cams").toTensor()};
 }
 
-/// Which training images make up one batch of groups.
-struct GroupBatch {
-  torch::Tensor tail;     // int64 [G]
-  torch::Tensor other;    // int64 [G·Na]: confusing-class images
-  torch::Tensor head;     // int64 [G·(1+Na)]
-};
-
-/// Draws the confusing-class and head images of each group (METHOD.md Phase
-/// III): fused map a of tail class t uses its confusing class a mod |conf(t)|.
-class GroupSampler {
- public:
-  GroupSampler(const std::vector<int64_t>& labels, const std::vector<bool>& head,
-               const Analysis& analysis, int64_t na, int64_t nf)
-      : na_(na), by_class_(head.size()), confusing_(head.size()) {
-    for (size_t i = 0; i < labels.size(); ++i) {
-      by_class_[labels[i]].push_back(int64_t(i));
-      if (head[labels[i]]) {
-        head_.push_back(int64_t(i));
-      } else {
-        tail_.push_back(int64_t(i));
-      }
-    }
-    if (tail_.empty()) {
-      throw io::ConfigError("Phase III: every class is a head class, so there is nothing to "
-                            "augment; lower finetune.head_ratio or list finetune.head_classes");
-    }
-    if (head_.empty()) {
-      throw io::ConfigError("Phase III: no head classes; raise finetune.head_ratio");
-    }
-    for (size_t t = 0; t < head.size(); ++t) {
-      if (head[t]) continue;
-      confusing_[t] = confusing_classes(analysis, int64_t(t), nf);
-      if (confusing_[t].empty()) {
-        throw io::ConfigError(fmt::format("Phase III: tail class {} has no confusing class", t));
-      }
-    }
-  }
-
-  const std::vector<int64_t>& tail() const { return tail_; }
-
-  GroupBatch draw(const std::vector<int64_t>& tail_batch, const std::vector<int64_t>& labels,
-                  std::mt19937_64& rng) const {
-    std::vector<int64_t> other, head;
-    for (auto i : tail_batch) {
-      const auto& conf = confusing_[labels[i]];
-      for (int64_t a = 0; a < na_; ++a) {
-        const auto& pool = by_class_[conf[a % conf.size()]];
-        other.push_back(pool[std::uniform_int_distribution<size_t>(0, pool.size() - 1)(rng)]);
-      }
-      for (int64_t a = 0; a < 1 + na_; ++a) {
-        head.push_back(head_[std::uniform_int_distribution<size_t>(0, head_.size() - 1)(rng)]);
-      }
-    }
-    return {torch::tensor(tail_batch, torch::kInt64), torch::tensor(other, torch::kInt64),
-            torch::tensor(head, torch::kInt64)};
-  }
-
- private:
-  int64_t na_;
-  std::vector<std::vector<int64_t>> by_class_;
-  std::vector<std::vector<int64_t>> confusing_;
-  std::vector<int64_t> head_, tail_;
-};
-
 std::vector<int64_t> to_vector(const torch::Tensor& t) {
   auto c = t.to(torch::kCPU).contiguous();
   return {c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel()};
-}
-
-/// Feature maps of the whole test set at the CAM layer, computed once: f is
-/// frozen in Phase III, so each epoch's test needs only the head.
-/// With `bf16_mixed`, f runs under autocast and the maps are kept as float32.
-torch::Tensor test_features(models::Backbone& model, const Workspace& ws,
-                            const std::string& layer, int64_t batch, bool bf16_mixed) {
-  torch::NoGradGuard no_grad;
-  model.eval();
-  std::vector<torch::Tensor> out;
-  data::SequentialBatches input(ws.data, ws.data.test, batch, ws.device);
-  while (auto b = input.next()) {
-    AutocastGuard autocast(ws.device, bf16_mixed);
-    out.push_back(model.features(b->inputs, layer).to(torch::kFloat32));
-  }
-  return torch::cat(out, 0);
-}
-
-eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& features,
-                           const Workspace& ws, const std::string& layer, int64_t batch,
-                           bool bf16_mixed) {
-  torch::NoGradGuard no_grad;
-  eval::AccuracyMeter meter(ws.data.num_classes());
-  auto loss_sum =
-      torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(ws.device));
-  const auto n = features.size(0);
-  auto labels = ws.data.test.labels.to(ws.device);
-  for (int64_t s = 0; s < n; s += batch) {
-    const auto len = std::min(batch, n - s);
-    torch::Tensor logits;
-    {
-      AutocastGuard autocast(ws.device, bf16_mixed);
-      logits = model.head(features.narrow(0, s, len), layer).to(torch::kFloat32);
-    }
-    auto y = labels.narrow(0, s, len);
-    loss_sum += torch::nn::functional::cross_entropy(
-        logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-    meter.update(logits, y);
-  }
-  return eval::make_report(meter, ws.data.class_counts, ws.data.head,
-                           n ? loss_sum.item<double>() / n : 0.0);
 }
 
 /// Loads checkpoint.resume (head, optimiser state) into `model`, which holds
@@ -204,6 +94,72 @@ CheckpointInfo resume_head(const io::Config& cfg, models::Backbone& model,
   }
   return info;
 }
+
+/// The classifier head on balanced batches of real and fused feature maps.
+class FineTuneHead : public TrainingMethod {
+ public:
+  FineTuneHead(const io::Config& cfg, Workspace& ws, models::Backbone& model,
+               const GroupSampler& sampler, const FsaBatchBuilder& builder,
+               const torch::Tensor& test_maps)
+      : cfg_(cfg), ws_(ws), model_(model), sampler_(sampler), builder_(builder),
+        test_maps_(test_maps),
+        groups_per_batch_(cfg.train.batch_size / (2 * (1 + cfg.finetune.Na))),
+        criterion_(cfg.train.loss, ws.data.class_counts, ws.device) {}
+
+  int64_t batches_per_epoch() const override {
+    const auto tail = int64_t(sampler_.tail().size());
+    return (tail + groups_per_batch_ - 1) / groups_per_batch_;
+  }
+
+  void start_epoch(int64_t epoch, at::Generator gen) override {
+    epoch_ = epoch;
+    gen_ = std::move(gen);
+    rng_.seed(torch::randint(0, int64_t(1) << 62, {1}, gen_, torch::kInt64).item<int64_t>());
+    order_ = sampler_.tail();
+    std::shuffle(order_.begin(), order_.end(), rng_);
+    next_ = 0;
+    model_.set_finetune_mode(cfg_.feature.cam_layer);
+  }
+
+  std::optional<TrainingStep> next_step() override {
+    if (next_ >= int64_t(order_.size())) return std::nullopt;
+    const auto len = std::min<int64_t>(groups_per_batch_, int64_t(order_.size()) - next_);
+    std::vector<int64_t> tail_batch(order_.begin() + next_, order_.begin() + next_ + len);
+    next_ += len;
+    const auto batch = builder_.build(sampler_.draw(tail_batch, rng_), gen_);
+    TrainingStep step;
+    {
+      AutocastGuard autocast(ws_.device, cfg_.bf16_mixed());
+      step.logits = model_.head(batch.maps, cfg_.feature.cam_layer).to(torch::kFloat32);
+    }
+    step.labels = batch.labels;
+    step.loss = criterion_(step.logits, step.labels, epoch_);
+    step.images = batch.tail_images;
+    return step;
+  }
+
+  eval::Report evaluate() override {
+    model_.eval();
+    return detail::evaluate_head(model_, test_maps_, ws_, cfg_.feature.cam_layer,
+                                 cfg_.test.batch_size, cfg_.bf16_mixed(),
+                                 cfg_.test.logit_adjust_tau);
+  }
+
+ private:
+  const io::Config& cfg_;
+  Workspace& ws_;
+  models::Backbone& model_;
+  const GroupSampler& sampler_;
+  const FsaBatchBuilder& builder_;
+  const torch::Tensor& test_maps_;
+  int64_t groups_per_batch_;
+  Criterion criterion_;
+  int64_t epoch_ = 0;
+  at::Generator gen_;
+  std::mt19937_64 rng_;
+  std::vector<int64_t> order_;
+  int64_t next_ = 0;
+};
 
 }  // namespace
 
@@ -275,119 +231,54 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
   auto model = detail::build_model(cfg, ws);
   const auto start = load_checkpoint(checkpoint, *model, nullptr);
   auto optimizer = make_optimizer(cfg.train.optimizer, model->head_parameters(layer));
-  detail::EpochKeeper keeper("phase_iii", cfg, out_dir, *model, *optimizer);
-  int64_t start_epoch = 0;
+  TrainingLoop loop;
+  loop.cfg = &cfg;
+  loop.phase = "phase_iii";
+  loop.generator_stream = 3;
+  loop.seed = ws.seed;
+  loop.out_dir = out_dir;
+  loop.model = model.get();
+  loop.optimizer = optimizer.get();
+  loop.trained = model->head_parameters(layer);
   if (!cfg.checkpoint.resume.empty()) {
-    const auto info = resume_head(cfg, *model, *optimizer, layer, checkpoint);
-    keeper.restore(info);
-    start_epoch = info.epoch;
+    loop.resumed = resume_head(cfg, *model, *optimizer, layer, checkpoint);
     spdlog::info("phase_iii: resuming from '{}' after epoch {}", cfg.checkpoint.resume,
-                 start_epoch);
+                 loop.resumed->epoch);
   }
 
   const auto labels = to_vector(ws.data.train.labels);
-  GroupSampler sampler(labels, ws.data.head, analysis, ft.Na, ft.Nf);
+  std::vector<std::vector<int64_t>> confusing(ws.data.head.size());
+  for (size_t t = 0; t < ws.data.head.size(); ++t) {
+    if (!ws.data.head[t]) confusing[t] = confusing_classes(analysis, int64_t(t), ft.Nf);
+  }
+  GroupSampler sampler(labels, ws.data.head, confusing, ft.Na);
   FeatureStore store;
   if (ft.offline) {
     store = load_store((fs::path(analysis_path).parent_path() / "features.pt").string(),
                        ws.data.fingerprint, layer);
   }
-  auto train_labels = ws.data.train.labels.to(ws.device);
-  const auto test_maps = test_features(*model, ws, layer, cfg.test.batch_size, cfg.bf16_mixed());
-  const int64_t groups_per_batch = cfg.train.batch_size / group;
-  const auto& tail = sampler.tail();
-  const int64_t batches = (int64_t(tail.size()) + groups_per_batch - 1) / groups_per_batch;
+  FsaBatchBuilder builder(*model, ws.data, ws.device, layer, ft, cfg.bf16_mixed(),
+                          ft.offline ? &store : nullptr);
+  const auto test_maps =
+      detail::test_features(*model, ws, layer, cfg.test.batch_size, cfg.bf16_mixed());
+  FineTuneHead method(cfg, ws, *model, sampler, builder, test_maps);
   spdlog::info("phase_iii ({}): {} tail images, {} groups of {} maps per batch, {} batches per "
-               "epoch, from '{}' (Phase I epoch {})", ft.offline ? "offline" : "online",
-               tail.size(), groups_per_batch, group, batches, checkpoint, start.epoch);
-
-  for (int64_t epoch = start_epoch; epoch < cfg.train.num_epoch; ++epoch) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const double lr = lr_at_epoch(cfg.train.lr_scheduler, cfg.train.optimizer.lr, epoch);
-    set_learning_rate(*optimizer, lr);
-    auto gen = detail::epoch_generator(ws.seed, 3, epoch);
-    std::mt19937_64 rng(torch::randint(0, int64_t(1) << 62, {1}, gen, torch::kInt64).item<int64_t>());
-    std::vector<int64_t> order = tail;
-    std::shuffle(order.begin(), order.end(), rng);
-    model->set_finetune_mode(layer);
-    detail::RunningStats stats(ws.device, "phase_iii", epoch + 1);
-    auto progress = detail::make_progress(
-        cfg, fmt::format("phase_iii epoch {}/{}", epoch + 1, cfg.train.num_epoch), batches);
-    for (int64_t b = 0; b < batches; ++b) {
-      const auto first = b * groups_per_batch;
-      const auto len = std::min<int64_t>(groups_per_batch, int64_t(order.size()) - first);
-      std::vector<int64_t> tail_batch(order.begin() + first, order.begin() + first + len);
-      const auto drawn = sampler.draw(tail_batch, labels, rng);
-      const auto n_tail = drawn.tail.size(0), n_other = drawn.other.size(0);
-      auto all = torch::cat({drawn.tail, drawn.other, drawn.head}).to(ws.device);
-      auto y_all = train_labels.index_select(0, all);
-      torch::Tensor maps, cams_t, cams_o;
-      if (ft.offline) {
-        auto cpu_idx = all.cpu();
-        maps = store.features.index_select(0, cpu_idx).to(ws.device, torch::kFloat32);
-        auto cams = store.cams.index_select(0, cpu_idx.narrow(0, 0, n_tail + n_other))
-                        .to(ws.device);
-        cams_t = cams.narrow(0, 0, n_tail);
-        cams_o = cams.narrow(0, n_tail, n_other);
-      } else {
-        torch::NoGradGuard no_grad;
-        AutocastGuard autocast(ws.device, cfg.bf16_mixed());
-        maps = model->features(data::train_inputs(ws.data, all, gen, ws.device), layer)
-                   .to(torch::kFloat32);
-      }
-      auto a_t = maps.narrow(0, 0, n_tail), a_o = maps.narrow(0, n_tail, n_other),
-           a_h = maps.narrow(0, n_tail + n_other, maps.size(0) - n_tail - n_other);
-      auto y_t = y_all.narrow(0, 0, n_tail), y_o = y_all.narrow(0, n_tail, n_other),
-           y_h = y_all.narrow(0, n_tail + n_other, maps.size(0) - n_tail - n_other);
-      if (!ft.offline) {
-        cams_t = cam::class_activation_maps(*model, a_t, y_t, layer);
-        cams_o = cam::class_activation_maps(*model, a_o, y_o, layer);
-      }
-      const auto k = maps.size(1), h = maps.size(2), w = maps.size(3);
-      auto fused = augment::fuse_feature_maps(
-          a_t, cams_t, y_t, a_o.view({n_tail, ft.Na, k, h, w}), cams_o.view({n_tail, ft.Na, h, w}),
-          ft.ts, ft.tg, gen);
-      auto batch_maps = torch::cat({a_t, fused.maps, a_h});
-      auto batch_labels = torch::cat({y_t, fused.labels, y_h});
-      torch::Tensor logits;
-      {
-        AutocastGuard autocast(ws.device, cfg.bf16_mixed());
-        logits = model->head(batch_maps, layer).to(torch::kFloat32);
-      }
-      auto loss = torch::nn::functional::cross_entropy(logits, batch_labels);
-      optimizer->zero_grad();
-      loss.backward();
-      if (cfg.train.gradient_clip) {
-        torch::nn::utils::clip_grad_norm_(model->head_parameters(layer), *cfg.train.gradient_clip);
-      }
-      optimizer->step();
-      stats.add(loss, logits, batch_labels, b + 1);
-      progress->update(b + 1, n_tail, {{"loss", stats.mean_loss()}, {"acc", stats.accuracy()}});
-      if ((b + 1) % cfg.log.log_interval == 0) {
-        spdlog::debug("phase_iii epoch {} batch {}/{}: running loss {:.4f}", epoch + 1, b + 1,
-                      batches, stats.mean_loss());
-      }
-    }
-    stats.sync(batches);
-    progress->finish();
-    model->eval();
-    auto report = evaluate_head(*model, test_maps, ws, layer, cfg.test.batch_size,
-                                  cfg.bf16_mixed());
-    const double secs =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    keeper.end_epoch(epoch, lr, stats.mean_loss(), stats.accuracy(), report, secs);
-  }
+               "epoch, from '{}' (Phase I epoch {}), loss {}", ft.offline ? "offline" : "online",
+               sampler.tail().size(), cfg.train.batch_size / group, group,
+               method.batches_per_epoch(), checkpoint, start.epoch,
+               Criterion(cfg.train.loss, ws.data.class_counts, ws.device).describe());
+  const auto fitted = fit(loop, method);
 
   PhaseResult result;
-  model->eval();
-  result.report = evaluate_head(*model, test_maps, ws, layer, cfg.test.batch_size,
-                                  cfg.bf16_mixed());
-  result.checkpoint = keeper.last_path();
-  result.best_checkpoint = keeper.best_path();
+  result.report = fitted.last;
+  result.checkpoint = fitted.last_checkpoint;
+  result.best_checkpoint = fitted.best_checkpoint;
   result.metrics = report_json(result.report, ws.data.class_counts);
-  result.metrics["best_top1"] = keeper.best_acc1();
-  result.metrics["best_epoch"] = keeper.best_epoch();
-  result.metrics["history"] = keeper.history();
+  result.metrics["best_top1"] = fitted.best_top1;
+  result.metrics["best_epoch"] = fitted.best_epoch;
+  result.metrics["best_selected_on"] = fitted.selected_on;
+  result.metrics["final_epoch"] = cfg.train.num_epoch;
+  result.metrics["history"] = fitted.history;
   result.metrics["mode"] = ft.offline ? "offline" : "online";
   result.metrics["class_names"] = ws.data.train.class_names;
   detail::write_json((fs::path(out_dir) / "metrics.json").string(),

@@ -5,6 +5,7 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace fsa::train {
@@ -16,6 +17,10 @@ double lr_at_epoch(const io::SchedulerConfig& s, double base_lr, int64_t epoch) 
     return n;
   };
   if (s.name == "constant") return base_lr;
+  if (s.name == "CosineAnnealingLR") {  // torch.optim.lr_scheduler.CosineAnnealingLR, per epoch
+    const double t = double(std::min(epoch, s.t_max)) / double(std::max<int64_t>(s.t_max, 1));
+    return s.eta_min + (base_lr - s.eta_min) * (1.0 + std::cos(M_PI * t)) / 2.0;
+  }
   if (s.name == "StepLR") return base_lr * std::pow(s.gamma, double(epoch / s.step_size));
   if (s.name == "warmup" && epoch < s.warmup_epochs) {
     const double f = s.warmup_factor;

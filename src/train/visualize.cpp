@@ -13,6 +13,7 @@
 #include "fsa/data/inputs.h"
 #include "fsa/data/transforms.h"
 #include "fsa/train/checkpoint.h"
+#include "fsa/train/fsa_batch.h"
 #ifndef FSA_NO_OPENCV
 #include "fsa/viz/figure.h"
 #include "fsa/viz/overlay.h"
@@ -152,36 +153,45 @@ void draw_fusion(const io::Config& cfg, const Workspace& ws, models::Backbone& m
     if (!by_class[size_t(t)].empty()) tails.push_back(t);
   }
   if (tails.empty()) throw io::ConfigError("visualize --fusion: no tail class has training images");
+  std::vector<std::vector<int64_t>> confusing(ws.data.head.size());
+  for (auto t : tails) {
+    confusing[size_t(t)] = confusing_classes(analysis, t, ft.Nf);
+    if (confusing[size_t(t)].empty()) {
+      throw CheckpointError(fmt::format("Phase II analysis '{}' lists no confusing class for "
+                                        "class {}", opts.analysis, class_label(ws, t)));
+    }
+  }
+  // The figures show Phase III's own draws and batch (train/fsa_batch.h), on
+  // unaugmented images so that the pictures match the maps.
+  auto head = ws.data.head;
+  for (size_t c = 0; c < head.size(); ++c) {
+    if (!head[c] && confusing[c].empty()) head[c] = true;  // classes not drawn here
+  }
+  std::vector<int64_t> label_list(labels.data_ptr<int64_t>(),
+                                  labels.data_ptr<int64_t>() + labels.numel());
+  GroupSampler sampler(label_list, head, confusing, ft.Na);
+  FsaBatchBuilder builder(model, ws.data, ws.device, layer, ft, /*bf16_mixed=*/false,
+                          /*store=*/nullptr);
+  model.eval();
   for (int64_t k = 0; k < opts.fusion_images; ++k) {
     const auto t = tails[size_t(k) % tails.size()];
-    const auto conf = confusing_classes(analysis, t, ft.Nf);
-    if (conf.empty()) {
-      throw CheckpointError(
-          fmt::format("Phase II analysis '{}' lists no confusing class for "
-                      "class {}",
-                      opts.analysis, class_label(ws, t)));
-    }
-    // One tail image and Na confusing-class images, drawn as Phase III draws them.
-    std::vector<int64_t> picked{draw(t)};
-    for (int64_t a = 0; a < ft.Na; ++a) picked.push_back(draw(conf[size_t(a) % conf.size()]));
-    auto index = torch::tensor(picked, torch::kInt64);
-    const auto images = data::picture_pixels(ws.data, set, index);
+    const auto drawn = sampler.draw({draw(t)}, rng);
+    const auto batch =
+        builder.build(drawn, detail::epoch_generator(ws.seed, kFusionTag, k), /*augment=*/false);
+    std::vector<int64_t> picked{drawn.tail[0].item<int64_t>()};
+    for (int64_t a = 0; a < ft.Na; ++a) picked.push_back(drawn.other[a].item<int64_t>());
+    const auto images = data::picture_pixels(ws.data, set, torch::tensor(picked, torch::kInt64));
     const auto factor = viz::enlargement_for(images.size(2), images.size(3),
                                              std::max(opts.min_side, kFusionSide));
-    const auto seen =
-        look(model, ws, images, labels.index_select(0, index), layer, cfg.test.batch_size);
-    const auto kk = seen.maps.size(1), h = seen.maps.size(2), w = seen.maps.size(3);
-    const auto fused = augment::fuse_feature_maps(
-        seen.maps.narrow(0, 0, 1), seen.cams.narrow(0, 0, 1), torch::tensor({t}),
-        seen.maps.narrow(0, 1, ft.Na).view({1, ft.Na, kk, h, w}),
-        seen.cams.narrow(0, 1, ft.Na).view({1, ft.Na, h, w}), ft.ts, ft.tg,
-        detail::epoch_generator(ws.seed, kFusionTag, k));
+    const auto cams = torch::cat({batch.tail_cams, batch.other_cams}).cpu();
+    const auto fused = augment::FusedMaps{batch.fused.maps.cpu(), batch.fused.labels.cpu(),
+                                          batch.fused.masks.cpu()};
     const auto tail_rgb = viz::enlarge(viz::to_rgb(images[0]), factor);
     std::vector<viz::FusionRow> rows;
     for (int64_t a = 0; a < ft.Na; ++a) {
       const auto o = picked[size_t(a) + 1];
-      rows.push_back({tail_rgb, seen.cams[0], viz::enlarge(viz::to_rgb(images[a + 1]), factor),
-                      seen.cams[a + 1], fused.masks[a], fused.maps[a], "tail " + class_label(ws, t),
+      rows.push_back({tail_rgb, cams[0], viz::enlarge(viz::to_rgb(images[a + 1]), factor),
+                      cams[a + 1], fused.masks[a], fused.maps[a], "tail " + class_label(ws, t),
                       "conf. " + class_label(ws, labels[o].item<int64_t>()),
                       fmt::format("#{}", picked[0]), fmt::format("#{}", o)});
     }

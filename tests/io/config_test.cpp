@@ -238,8 +238,54 @@ TEST(Config, MissingAndMalformedFilesNameTheFile) {
   }
 }
 
+TEST(Config, LossesSamplersAndEvaluationSettings) {
+  const auto c = parse_config(YAML::Load(R"(
+model: {name: resnet32, classifier: cosine}
+train:
+  num_epoch: 200
+  loss: {name: ldam, max_margin: 0.4, scale: 20, weighting: drw, beta: 0.999, drw_epoch: 160}
+  sampler: square_root
+test: {interval: 10, logit_adjust_tau: 1.5}
+)"), "ldam.yaml");
+  EXPECT_EQ(c.model.classifier, "cosine");
+  EXPECT_EQ(c.train.loss.name, "ldam");
+  EXPECT_EQ(c.train.loss.max_margin, 0.4);
+  EXPECT_EQ(c.train.loss.scale, 20);
+  EXPECT_EQ(c.train.loss.weighting, "drw");
+  EXPECT_EQ(c.train.loss.beta, 0.999);
+  EXPECT_EQ(c.train.loss.drw_epoch, 160);
+  EXPECT_EQ(c.train.sampler.name, "square_root");
+  EXPECT_EQ(c.test.interval, 10);
+  EXPECT_EQ(c.test.logit_adjust_tau, 1.5);
+  const auto again = parse_config(YAML::Load(to_yaml(c)), "resolved.yaml");
+  EXPECT_EQ(to_yaml(again), to_yaml(c));
+  // The reference's string form, and its name for cross-entropy.
+  const auto plain = parse_config(YAML::Load("train: {loss: SoftmaxCrossEntropy}"), "a.yaml");
+  EXPECT_EQ(plain.train.loss.name, "cross_entropy");
+  EXPECT_EQ(parse_config(YAML::Load("train: {loss: focal}"), "a.yaml").train.loss.gamma, 1.0);
+
+  EXPECT_NE(error_of("train: {loss: hinge}").find("'train.loss': expected cross_entropy"),
+            std::string::npos);
+  // A key the named loss does not use is refused, not ignored.
+  EXPECT_NE(error_of("train: {loss: {name: ldam, gamma: 2}}").find("'train.loss.gamma'"),
+            std::string::npos);
+  EXPECT_NE(error_of("train: {loss: {name: focal, beta: 0.9}}").find("weighting is none"),
+            std::string::npos);
+  EXPECT_NE(error_of("train: {loss: {name: focal, weighting: class_balanced, beta: 1}}")
+                .find("[0, 1)"),
+            std::string::npos);
+  EXPECT_NE(error_of("train: {num_epoch: 100, loss: {name: ldam, weighting: drw}}")
+                .find("'train.loss.drw_epoch'"),
+            std::string::npos);
+  EXPECT_NE(error_of("train: {sampler: balanced}").find("'train.sampler'"), std::string::npos);
+  EXPECT_NE(error_of("test: {interval: 0}").find("'test.interval'"), std::string::npos);
+  EXPECT_NE(error_of("model: {classifier: normed}").find("'model.classifier'"),
+            std::string::npos);
+}
+
 TEST(Config, ShippedConfigsParse) {
-  for (const auto& entry : std::filesystem::directory_iterator(FSA_SOURCE_DIR "/configs")) {
+  for (const auto& entry :
+       std::filesystem::recursive_directory_iterator(FSA_SOURCE_DIR "/configs")) {
     if (entry.path().extension() != ".yaml") continue;
     auto doc = load_yaml_file(entry.path().string());
     EXPECT_NO_THROW(parse_pipeline(doc, entry.path().string())) << entry.path();

@@ -26,6 +26,20 @@ TEST(Schedule, ReferenceCifarWarmupMultiStep) {
   EXPECT_NEAR(lr_at_epoch(s, lr, 199), 0.00001, 1e-15);
 }
 
+TEST(Schedule, CosineAnnealingAsPyTorchStepsItPerEpoch) {
+  io::SchedulerConfig s;
+  s.name = "CosineAnnealingLR";
+  s.t_max = 10;
+  s.eta_min = 0.0;
+  // lr_e = base·(1 + cos(π e/10))/2: 0.05 at e = 0, 0.025 at e = 5, 0.05·(1 + cos(0.9π))/2 at 9.
+  EXPECT_NEAR(lr_at_epoch(s, 0.05, 0), 0.05, 1e-15);
+  EXPECT_NEAR(lr_at_epoch(s, 0.05, 5), 0.025, 1e-15);
+  EXPECT_NEAR(lr_at_epoch(s, 0.05, 9), 0.05 * (1 + std::cos(0.9 * M_PI)) / 2, 1e-15);
+  EXPECT_NEAR(lr_at_epoch(s, 0.05, 12), 0.0, 1e-15);
+  s.eta_min = 0.001;
+  EXPECT_NEAR(lr_at_epoch(s, 0.05, 5), 0.001 + 0.049 / 2, 1e-15);
+}
+
 TEST(Schedule, StepMultiStepConstant) {
   io::SchedulerConfig s;
   s.name = "StepLR";

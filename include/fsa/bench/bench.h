@@ -27,6 +27,9 @@ struct BenchOptions {
   bool layer2 = true;            ///< also Phase II at layer2 (batched Grad-CAM)
   bool channels_last = true;     ///< also fsa's training step with memory_format channels_last
   bool bf16_mixed = true;        ///< also fsa's training step with precision bf16-mixed
+  /// also Phase I's step with the long-tail losses (LDAM-DRW on a cosine
+  /// classifier, Balanced Softmax, class-balanced focal) against cross-entropy
+  bool losses = true;
   bool jpeg = true;              ///< also JPEG decoding (OpenCV)
   uint64_t seed = 0;
   /// Which measurements run: phase_i, eval, phase_ii, phase_iii, data, floor

@@ -23,6 +23,7 @@
 
 #include "fsa/data/loader.h"
 #include "fsa/data/long_tail.h"
+#include "fsa/data/sampler.h"
 
 namespace fsa::data {
 
@@ -75,16 +76,22 @@ class SequentialBatches {
   std::unique_ptr<Loader> loader_;  // file-backed sets
 };
 
-/// Phase I's epochs: shuffled, augmented batches of the training set.
-/// Resident: the order is randperm(N, gen) and the crops and flips of each
-/// batch are drawn from `gen`, the caller's generator of that epoch (a
-/// handle: draws advance the caller's generator). File-backed: data::Loader's order and per-sample
-/// seeds, from (seed, epoch) alone; `gen` is not drawn from.
+/// Phase I's epochs: shuffled, augmented batches of the training set, in the
+/// order `sampler` draws (instance_balanced by default: each image once).
+/// Resident: the order is the sampler's draw from `gen` (randperm(N, gen)
+/// when instance-balanced) and the crops and flips of each batch are drawn
+/// from `gen`, the caller's generator of that epoch (a handle: draws advance
+/// the caller's generator). File-backed: instance-balanced uses
+/// data::Loader's order and per-sample seeds, from (seed, epoch) alone, and
+/// does not draw from `gen`; the other samplers draw the order from `gen`.
 class TrainingBatches {
  public:
-  /// Throws std::invalid_argument if batch_size < 1.
+  /// `sampler` is a train.sampler name, `num_epochs` the schedule's length
+  /// (for progressive). Throws std::invalid_argument if batch_size < 1 or the
+  /// sampler is unknown.
   TrainingBatches(const LongTailDataset& data, int64_t batch_size, uint64_t seed,
-                  torch::Device device);
+                  torch::Device device, const std::string& sampler = "instance_balanced",
+                  int64_t num_epochs = 1);
   int64_t batches_per_epoch() const;
   void start_epoch(int64_t epoch, at::Generator gen);
   /// The next batch of the epoch; nullopt after the last. Throws
@@ -95,6 +102,7 @@ class TrainingBatches {
   const LongTailDataset& data_;
   int64_t batch_size_, size_;
   torch::Device device_;
+  ClassSampler sampler_;
   torch::Tensor labels_;        // int64 [N] on the device (resident)
   torch::Tensor order_;         // int64 [N] on the device (resident)
   at::Generator gen_;  // a handle sharing the caller's generator (resident)

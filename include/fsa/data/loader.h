@@ -91,6 +91,11 @@ class Loader {
 
   /// start_epoch + next(): the same, without the range.
   void start_epoch(int64_t epoch);
+  /// Starts `epoch` with the caller's sample order (a sampler's draws: any
+  /// length, indices may repeat). Sample j of the order is augmented with a
+  /// generator seeded from (seed, epoch, j), so a repeated image gets its own
+  /// augmentation. Throws std::invalid_argument for an index outside 0..N−1.
+  void start_epoch(int64_t epoch, std::vector<int64_t> order);
   /// The next batch of the current epoch, in order; nullopt after the last.
   /// Rethrows the exception a sample raised (e.g. DataError naming a corrupt
   /// image) when its batch is due. Throws std::logic_error before any epoch.
@@ -98,6 +103,7 @@ class Loader {
 
  private:
   void stop_workers();
+  void begin_epoch(int64_t epoch, std::vector<int64_t> order, bool given);
   void worker_loop();
   Batch make_batch(int64_t batch_index) const;
 
@@ -110,6 +116,7 @@ class Loader {
   // worker runs.
   int64_t epoch_ = -1;
   std::vector<int64_t> order_;
+  bool given_order_ = false;  ///< order_ came from the caller: seeds by position
   int64_t num_batches_ = 0;
 
   std::mutex mutex_;

@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace fsa::eval {
@@ -43,6 +44,12 @@ struct Report {
   double loss = 0;  ///< mean cross-entropy over the test set
   torch::Tensor confusion;
 };
+
+/// A report's class-group accuracies in reporting order, under the names
+/// metrics.json, the epoch history (`test_<name>`) and TensorBoard
+/// (`acc_test/<name>`) use: head, tail, many, medium, few (the shot groups
+/// of data::shot_group). nullopt where the group has no test image.
+std::vector<std::pair<std::string, std::optional<double>>> group_accuracies(const Report& r);
 
 /// Builds the report from a meter, the training set's class counts (shot
 /// groups) and the head mask.

@@ -67,6 +67,9 @@ bool is_list_dataset(const std::string& name);
 
 struct ModelConfig {
   std::string name = "resnet32";
+  /// linear (logits W·x + b) | cosine (logits ⟨x/‖x‖, w_c/‖w_c‖⟩, no bias: the
+  /// normalised classifier LDAM is trained with, Cao et al. 2019).
+  std::string classifier = "linear";
 };
 
 struct OptimizerConfig {
@@ -81,13 +84,41 @@ struct OptimizerConfig {
 
 struct SchedulerConfig {
   /// warmup (linear warm-up, then multi-step; METHOD.md Phase I) |
-  /// MultiStepLR | StepLR | constant.
+  /// MultiStepLR | StepLR | CosineAnnealingLR | constant.
   std::string name = "warmup";
+  int64_t t_max = 0;     ///< CosineAnnealingLR: period in epochs (0: train.num_epoch)
+  double eta_min = 0.0;  ///< CosineAnnealingLR: the last learning rate
   std::vector<int64_t> milestones;
   double gamma = 0.1;
   int64_t step_size = 30;
   int64_t warmup_epochs = 5;
   double warmup_factor = 1.0 / 3.0;  ///< first epoch's lr as a fraction of lr
+};
+
+/// train.loss (train/loss.h). In YAML either a name (the reference's
+/// `loss: SoftmaxCrossEntropy`) or a mapping with `name` and the loss's keys.
+struct LossConfig {
+  /// cross_entropy (alias SoftmaxCrossEntropy) | focal | ldam | balanced_softmax
+  std::string name = "cross_entropy";
+  double gamma = 1.0;       ///< focal: focusing parameter γ >= 0 (0 is cross-entropy)
+  double max_margin = 0.5;  ///< ldam: the rarest class's margin (Cao et al.: 0.5)
+  double scale = 30.0;      ///< ldam: logit scale s (Cao et al.: 30)
+  /// Class weights: none | class_balanced (from the first epoch) | drw
+  /// (deferred re-weighting: none before drw_epoch, class_balanced from it).
+  std::string weighting = "none";
+  double beta = 0.9999;     ///< class-balanced weights' β in [0, 1) (Cui et al.)
+  /// drw: the 0-based epoch from which the weights apply, counted as the
+  /// schedule's milestones are (Cao et al.: 160 of 200, with the lr drop).
+  int64_t drw_epoch = 160;
+};
+
+/// train.sampler: how Phase I draws an epoch's images (Kang et al. 2020,
+/// Eq. 1: class j drawn with probability ∝ n_j^q, then one of its images).
+struct SamplerConfig {
+  /// instance_balanced (q = 1, each image once per epoch: a permutation) |
+  /// class_balanced (q = 0) | square_root (q = 1/2) | progressive (from
+  /// instance- to class-balanced, linearly over train.num_epoch).
+  std::string name = "instance_balanced";
 };
 
 struct TrainConfig {
@@ -96,10 +127,19 @@ struct TrainConfig {
   OptimizerConfig optimizer;
   SchedulerConfig lr_scheduler;
   std::optional<double> gradient_clip;  ///< max global L2 norm, none if unset
+  LossConfig loss;
+  SamplerConfig sampler;
 };
 
 struct TestConfig {
   int64_t batch_size = 256;
+  /// Evaluate on the test split every this many epochs during training; the
+  /// last epoch is always evaluated (and so is every epoch a checkpoint is
+  /// chosen on: "best" is chosen among evaluated epochs).
+  int64_t interval = 1;
+  /// Post-hoc logit adjustment τ (Menon et al. 2021): the test logits minus
+  /// τ·log π; 0 leaves them as they are.
+  double logit_adjust_tau = 0.0;
 };
 
 struct CheckpointConfig {
@@ -127,6 +167,17 @@ struct FinetuneConfig {
   bool offline = false;                 ///< Phase III from stored features
   /// Phase III analysis file (Phase II output); set by `fsa run`.
   std::string analysis;
+};
+
+/// Decoupled classifier learning on a frozen Phase I network (Kang et al.,
+/// ICLR 2020), `fsa decouple`; the pipeline section `decouple` holds its
+/// schedule (train.*) and this key.
+struct DecouplingConfig {
+  /// crt (classifier re-trained from a fresh initialisation) | lws
+  /// (learnable per-class scales of the Phase I classifier) | tau_norm
+  /// (w_c / ‖w_c‖^τ, no training).
+  std::string method = "crt";
+  double tau = 1.0;  ///< tau_norm: τ >= 0
 };
 
 struct FeatureConfig {
@@ -157,6 +208,7 @@ struct Config {
   LogConfig log;
   FinetuneConfig finetune;
   FeatureConfig feature;
+  DecouplingConfig decoupling;
   /// The file it came from, for messages.
   std::string source;
 };

@@ -28,9 +28,19 @@ class Backbone : public torch::nn::Module {
   /// Logits of feature maps taken at `cam_layer`: h(A), float [N, C].
   torch::Tensor head(const torch::Tensor& a, const std::string& cam_layer);
 
-  /// True when `cam_layer` is the last stage, so that h is pooling + linear
-  /// and the class activation map has the exact analytic form.
+  /// True when `cam_layer` is the last stage and the classifier is linear, so
+  /// that h is pooling + linear and the class activation map has the exact
+  /// analytic form (a cosine classifier normalises the pooled features, so
+  /// its maps need the gradient).
   bool head_is_linear(const std::string& cam_layer) const;
+
+  /// Makes the classifier cosine (model.classifier: cosine; the normalised
+  /// classifier of LDAM, Cao et al. 2019): logits_c = ⟨x/‖x‖, w_c/‖w_c‖⟩ of the
+  /// pooled features x, in [−1, 1], with no bias. Replaces the linear layer by
+  /// a freshly initialised one of the same shape without bias, registered
+  /// under the same name. Call before the model is moved or trained.
+  void use_cosine_classifier();
+  bool cosine_classifier() const { return cosine_; }
 
   /// Parameters of h for `cam_layer` (the linear layer and any later stages).
   std::vector<torch::Tensor> head_parameters(const std::string& cam_layer);
@@ -88,8 +98,11 @@ class Backbone : public torch::nn::Module {
   std::vector<std::string> stage_names_;
   std::vector<torch::nn::Sequential> stages_;
   std::vector<int64_t> stage_channels_;
+  torch::Tensor classify(const torch::Tensor& pooled);
+
   torch::nn::Linear fc_{nullptr};
   bool channels_last_ = false;
+  bool cosine_ = false;
 };
 
 /// Builds a network by name: resnet20/32/44/56/110 (CIFAR, option-A

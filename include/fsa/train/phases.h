@@ -75,6 +75,13 @@ Analysis load_analysis(const std::string& path);
 /// set; throws CheckpointError naming the file and what differs.
 Analysis load_matching_analysis(const std::string& path, const Workspace& ws);
 
+/// The confusing-class candidates of every class (METHOD.md, Phase II): row
+/// t lists the classes c ≠ t (head classes only, when `head_only`) by S[c][t]
+/// descending, ties by lower c, then −1 padding. scores float [C, C] on the
+/// CPU; head: mask of C classes. Returns int64 [C, max(C − 1, 1)].
+torch::Tensor rank_confusing(const torch::Tensor& scores, const std::vector<bool>& head,
+                             bool head_only);
+
 /// The confusing classes of tail class t: its first Nf candidates.
 std::vector<int64_t> confusing_classes(const Analysis& a, int64_t t, int64_t nf);
 
@@ -110,10 +117,13 @@ std::string run_pipeline(const io::PipelineConfig& cfg, Workspace& ws, const std
 /// Top-1 over a test set, batched, in evaluation mode.
 /// images uint8 [N, C, H, W]; returns the meter-derived report. With
 /// `bf16_mixed` the forward passes run under AutocastGuard (precision.h); the
-/// loss and the meter take the logits as float32.
+/// loss and the meter take the logits as float32. A non-zero
+/// `logit_adjust_tau` applies post-hoc logit adjustment (train/loss.h) with
+/// the training set's class prior before the loss and the meter.
 eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
                       const data::LongTailDataset& train, torch::Device device,
-                      int64_t batch_size, bool bf16_mixed = false);
+                      int64_t batch_size, bool bf16_mixed = false,
+                      double logit_adjust_tau = 0.0);
 
 /// JSON object of a report: top1, per_class, head, tail, many, medium, few
 /// (null where a group is empty), loss, class_counts.

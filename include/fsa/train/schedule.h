@@ -15,6 +15,8 @@ namespace fsa::train {
 ///   warmup_epochs; METHOD.md Phase I: from lr/3 to lr over 5 epochs), then
 ///   base·gamma^(number of milestones <= epoch);
 /// - MultiStepLR: base·gamma^(milestones <= epoch); StepLR: base·gamma^(epoch / step_size);
+/// - CosineAnnealingLR: η_min + (base − η_min)·(1 + cos(π·min(epoch, T)/T))/2 with
+///   T = t_max (PyTorch's CosineAnnealingLR stepped once per epoch; held at η_min after T);
 /// - constant: base.
 double lr_at_epoch(const io::SchedulerConfig& s, double base_lr, int64_t epoch);
 

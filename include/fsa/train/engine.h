@@ -1,0 +1,97 @@
+// The one training loop every phase and method runs on (in the spirit of
+// torchvision's train_one_epoch / evaluate): a method supplies only its step
+// (which batch, which forward pass, which loss) and its evaluation; the loop
+// owns the rest of each epoch: the learning-rate schedule, backward,
+// clipping and the optimiser step, running loss and accuracy, progress,
+// evaluation every test.interval epochs, the divergence checks, the history,
+// TensorBoard scalars and checkpoints/{last,best,epoch_NNNN}.pt, and resume.
+//
+//   struct MyMethod : train::TrainingMethod { ... };
+//   auto result = train::fit(loop, method);
+#pragma once
+
+#include <ATen/core/Generator.h>
+#include <torch/optim/optimizer.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fsa/eval/meter.h"
+#include "fsa/io/config.h"
+#include "fsa/models/backbone.h"
+#include "fsa/train/checkpoint.h"
+
+namespace fsa::train {
+
+/// One batch's forward pass, as a method hands it to the loop.
+struct TrainingStep {
+  torch::Tensor loss;    ///< float [], the batch's loss, with its autograd graph
+  torch::Tensor logits;  ///< float [B, C], for the running accuracy
+  torch::Tensor labels;  ///< int64 [B]
+  int64_t images = 0;    ///< images the batch stands for (progress images/s)
+};
+
+/// A phase's or method's part of each epoch.
+class TrainingMethod {
+ public:
+  virtual ~TrainingMethod() = default;
+  /// Batches of one epoch (for progress).
+  virtual int64_t batches_per_epoch() const = 0;
+  /// Prepares 0-based `epoch`: modes of the network, the order of the
+  /// batches. `gen` is the epoch's generator (seeded from the run seed, the
+  /// phase and the epoch alone, so that a resumed run draws what an
+  /// uninterrupted one would); every draw of the epoch comes from it.
+  virtual void start_epoch(int64_t epoch, at::Generator gen) = 0;
+  /// The next batch's forward pass and loss; nullopt after the epoch's last.
+  virtual std::optional<TrainingStep> next_step() = 0;
+  /// Called after the epoch's last step, before evaluation and checkpoints:
+  /// a method that trains parameters outside the network writes them into it
+  /// here (LWS folds its class scales into the classifier).
+  virtual void finish_epoch() {}
+  /// The current weights on the test split (evaluation mode, no gradients).
+  virtual eval::Report evaluate() = 0;
+};
+
+/// What the loop trains and where it keeps the results.
+struct TrainingLoop {
+  const io::Config* cfg = nullptr;  ///< train.*, test.interval, checkpoint.*, log.*
+  std::string phase;                ///< "phase_i", "phase_iii", ...: logs and checkpoints
+  uint64_t generator_stream = 0;    ///< per-phase stream of the epoch generators
+  uint64_t seed = 0;                ///< the run seed
+  std::string out_dir;              ///< checkpoints/, the event file
+  models::Backbone* model = nullptr;
+  torch::optim::Optimizer* optimizer = nullptr;
+  /// The parameters the optimiser trains (train.gradient_clip clips these).
+  std::vector<torch::Tensor> trained;
+  /// Set when resuming: the checkpoint already loaded into model and
+  /// optimiser; training continues after its epoch.
+  std::optional<CheckpointInfo> resumed;
+};
+
+/// What fit returns: the last epoch's test report (the last epoch is always
+/// evaluated) and the best evaluated epoch, chosen on `selected_on`.
+struct FitResult {
+  eval::Report last;
+  double best_top1 = 0;
+  int64_t best_epoch = 0;
+  /// The split "best" was chosen on: "test" (fsa has no validation split
+  /// in the loop yet, so best_top1 is an optimistic figure; report `last`).
+  std::string selected_on = "test";
+  nlohmann::json history;  ///< one object per epoch
+  std::string last_checkpoint, best_checkpoint;
+};
+
+/// Runs epochs (resumed epoch or 0) .. cfg.train.num_epoch − 1 of `method`.
+/// Throws TrainingError (phases.h) when the running or test loss stops being
+/// finite, before that epoch's checkpoints are written.
+FitResult fit(const TrainingLoop& loop, TrainingMethod& method);
+
+/// True if 0-based `epoch` of `num_epochs` is evaluated at test.interval
+/// `interval`: every interval-th epoch and always the last.
+bool is_evaluated_epoch(int64_t epoch, int64_t num_epochs, int64_t interval);
+
+}  // namespace fsa::train

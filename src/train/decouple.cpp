@@ -1,0 +1,203 @@
+#include "fsa/train/decouple.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <torch/nn/functional/linear.h>
+
+#include <filesystem>
+
+#include "fsa/data/inputs.h"
+#include "fsa/train/checkpoint.h"
+#include "fsa/train/engine.h"
+#include "fsa/train/loss.h"
+#include "fsa/train/precision.h"
+#include "fsa/train/schedule.h"
+#include "internal.h"
+
+namespace fs = std::filesystem;
+
+namespace fsa::train {
+namespace {
+
+/// cRT and LWS: sampled, augmented training batches through the frozen
+/// feature extractor; only the classifier (cRT) or the class scales (LWS) learn.
+class ClassifierRetraining : public TrainingMethod {
+ public:
+  ClassifierRetraining(const io::Config& cfg, Workspace& ws, models::Backbone& model,
+                       const torch::Tensor& test_maps)
+      : cfg_(cfg),
+        ws_(ws),
+        model_(model),
+        layer_(model.stage_names().back()),
+        test_maps_(test_maps),
+        input_(ws.data, cfg.train.batch_size, ws.seed, ws.device, cfg.train.sampler.name,
+               cfg.train.num_epoch),
+        criterion_(cfg.train.loss, ws.data.class_counts, ws.device) {
+    if (cfg.decoupling.method == "lws") {
+      auto& fc = model.classifier();
+      base_weight_ = fc->weight.detach().clone();
+      if (fc->bias.defined()) base_bias_ = fc->bias.detach().clone();
+      scales_ = torch::ones({model.num_classes()}, base_weight_.options()).requires_grad_(true);
+    }
+  }
+
+  /// What the optimiser trains.
+  std::vector<torch::Tensor> trained() {
+    if (scales_.defined()) return {scales_};
+    return model_.classifier()->parameters();
+  }
+
+  int64_t batches_per_epoch() const override { return input_.batches_per_epoch(); }
+
+  void start_epoch(int64_t epoch, at::Generator gen) override {
+    epoch_ = epoch;
+    input_.start_epoch(epoch, std::move(gen));
+    model_.eval();  // batch norm keeps the Phase I statistics
+  }
+
+  std::optional<TrainingStep> next_step() override {
+    auto batch = input_.next();
+    if (!batch) return std::nullopt;
+    torch::Tensor maps;
+    {
+      torch::NoGradGuard no_grad;
+      AutocastGuard autocast(ws_.device, cfg_.bf16_mixed());
+      maps = model_.features(batch->inputs, layer_).to(torch::kFloat32);
+    }
+    TrainingStep step;
+    if (scales_.defined()) {
+      namespace F = torch::nn::functional;
+      const auto raw = F::linear(maps.mean({2, 3}), base_weight_, base_bias_);
+      step.logits = raw * scales_;
+    } else {
+      step.logits = model_.head(maps, layer_);
+    }
+    step.labels = batch->labels;
+    step.loss = criterion_(step.logits, step.labels, epoch_);
+    step.images = step.labels.size(0);
+    return step;
+  }
+
+  void finish_epoch() override {
+    if (!scales_.defined()) return;
+    torch::NoGradGuard no_grad;
+    auto& fc = model_.classifier();
+    const auto s = scales_.detach();
+    fc->weight.copy_(base_weight_ * s.unsqueeze(1));
+    if (base_bias_.defined()) fc->bias.copy_(base_bias_ * s);
+  }
+
+  eval::Report evaluate() override {
+    return detail::evaluate_head(model_, test_maps_, ws_, layer_, cfg_.test.batch_size,
+                                 cfg_.bf16_mixed(), cfg_.test.logit_adjust_tau);
+  }
+
+ private:
+  const io::Config& cfg_;
+  Workspace& ws_;
+  models::Backbone& model_;
+  std::string layer_;
+  const torch::Tensor& test_maps_;
+  data::TrainingBatches input_;
+  Criterion criterion_;
+  int64_t epoch_ = 0;
+  torch::Tensor base_weight_, base_bias_, scales_;  // LWS
+};
+
+}  // namespace
+
+torch::Tensor tau_normalize(const torch::Tensor& weight, double tau) {
+  const auto norms = weight.norm(2, /*dim=*/1, /*keepdim=*/true);
+  const auto divisor = torch::where(norms > 0, norms.pow(tau), torch::ones_like(norms));
+  return weight / divisor;
+}
+
+PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string& checkpoint,
+                         const std::string& out_dir) {
+  const auto& method_name = cfg.decoupling.method;
+  if (!cfg.checkpoint.resume.empty()) {
+    throw io::ConfigError(
+        fmt::format("config {}: key 'checkpoint.resume': fsa decouple does not "
+                    "resume (its runs are short); run it again",
+                    cfg.source));
+  }
+  if (method_name == "tau_norm" && cfg.model.classifier == "cosine") {
+    throw io::ConfigError(
+        fmt::format("config {}: key 'decoupling.method': tau_norm rescales "
+                    "classifier rows, which a cosine classifier normalises "
+                    "anyway; use crt or lws",
+                    cfg.source));
+  }
+  auto model = detail::build_model(cfg, ws);
+  const auto phase_i = load_checkpoint(checkpoint, *model, nullptr);
+  detail::prepare_out_dir(out_dir, cfg);
+  const auto layer = model->stage_names().back();
+  const auto test_maps =
+      detail::test_features(*model, ws, layer, cfg.test.batch_size, cfg.bf16_mixed());
+  spdlog::info("decouple ({}): on the frozen Phase I network '{}' (epoch {})", method_name,
+               checkpoint, phase_i.epoch);
+
+  PhaseResult result;
+  if (method_name == "tau_norm") {
+    {
+      torch::NoGradGuard no_grad;
+      auto& fc = model->classifier();
+      fc->weight.copy_(tau_normalize(fc->weight, cfg.decoupling.tau));
+      if (fc->bias.defined()) fc->bias.zero_();
+    }
+    model->eval();
+    result.report = detail::evaluate_head(*model, test_maps, ws, layer, cfg.test.batch_size,
+                                          cfg.bf16_mixed(), cfg.test.logit_adjust_tau);
+    CheckpointInfo info;
+    info.phase = "decouple";
+    info.config = io::to_yaml(cfg);
+    info.best_acc1 = result.report.top1;
+    result.checkpoint = (fs::path(out_dir) / "checkpoints" / "last.pt").string();
+    fs::create_directories(fs::path(result.checkpoint).parent_path());
+    save_checkpoint(result.checkpoint, *model, nullptr, info);
+    result.metrics = report_json(result.report, ws.data.class_counts);
+    result.metrics["tau"] = cfg.decoupling.tau;
+  } else {
+    if (method_name == "crt") {
+      torch::manual_seed(ws.seed);  // the fresh classifier depends on the seed alone
+      model->classifier()->reset_parameters();
+      if (model->cosine_classifier()) model->use_cosine_classifier();
+    }
+    ClassifierRetraining method(cfg, ws, *model, test_maps);
+    auto optimizer = make_optimizer(cfg.train.optimizer, method.trained());
+    TrainingLoop loop;
+    loop.cfg = &cfg;
+    loop.phase = "decouple";
+    loop.generator_stream = 4;
+    loop.seed = ws.seed;
+    loop.out_dir = out_dir;
+    loop.model = model.get();
+    loop.optimizer = optimizer.get();
+    loop.trained = method.trained();
+    spdlog::info("decouple ({}): loss {}, sampler {}, {} epochs", method_name,
+                 Criterion(cfg.train.loss, ws.data.class_counts, ws.device).describe(),
+                 cfg.train.sampler.name, cfg.train.num_epoch);
+    const auto fitted = fit(loop, method);
+    result.report = fitted.last;
+    result.checkpoint = fitted.last_checkpoint;
+    result.best_checkpoint = fitted.best_checkpoint;
+    result.metrics = report_json(result.report, ws.data.class_counts);
+    result.metrics["best_top1"] = fitted.best_top1;
+    result.metrics["best_epoch"] = fitted.best_epoch;
+    result.metrics["best_selected_on"] = fitted.selected_on;
+    result.metrics["final_epoch"] = cfg.train.num_epoch;
+    result.metrics["history"] = fitted.history;
+  }
+  result.metrics["method"] = method_name;
+  result.metrics["from_checkpoint"] = checkpoint;
+  result.metrics["class_names"] = ws.data.train.class_names;
+  detail::write_json((fs::path(out_dir) / "metrics.json").string(),
+                     nlohmann::json{{"decouple", result.metrics}});
+  detail::write_report_safely(out_dir);
+  spdlog::info("decouple ({}): top-1 {:.2f}% (head {:.2f}%, tail {:.2f}%)", method_name,
+               100 * result.report.top1, 100 * result.report.head.value_or(0),
+               100 * result.report.tail.value_or(0));
+  return result;
+}
+
+}  // namespace fsa::train

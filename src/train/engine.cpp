@@ -1,0 +1,74 @@
+#include "fsa/train/engine.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <torch/nn/utils/clip_grad.h>
+
+#include <chrono>
+
+#include "fsa/train/schedule.h"
+#include "internal.h"
+
+namespace fsa::train {
+
+bool is_evaluated_epoch(int64_t epoch, int64_t num_epochs, int64_t interval) {
+  const int64_t done = epoch + 1;
+  return done == num_epochs || done % interval == 0;
+}
+
+FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
+  const auto& cfg = *loop.cfg;
+  auto& optimizer = *loop.optimizer;
+  detail::EpochKeeper keeper(loop.phase, cfg, loop.out_dir, *loop.model, optimizer);
+  int64_t start_epoch = 0;
+  if (loop.resumed) {
+    keeper.restore(*loop.resumed);
+    start_epoch = loop.resumed->epoch;
+  }
+  const int64_t epochs = cfg.train.num_epoch;
+  const int64_t batches = method.batches_per_epoch();
+  FitResult result;
+  for (int64_t epoch = start_epoch; epoch < epochs; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double lr = lr_at_epoch(cfg.train.lr_scheduler, cfg.train.optimizer.lr, epoch);
+    set_learning_rate(optimizer, lr);
+    method.start_epoch(epoch, detail::epoch_generator(loop.seed, loop.generator_stream, epoch));
+    detail::RunningStats stats(loop.model->parameters().front().device(), loop.phase, epoch + 1);
+    auto progress = detail::make_progress(
+        cfg, fmt::format("{} epoch {}/{}", loop.phase, epoch + 1, epochs), batches);
+    int64_t b = 0;
+    while (auto step = method.next_step()) {
+      ++b;
+      optimizer.zero_grad();
+      step->loss.backward();
+      if (cfg.train.gradient_clip) {
+        torch::nn::utils::clip_grad_norm_(loop.trained, *cfg.train.gradient_clip);
+      }
+      optimizer.step();
+      stats.add(step->loss, step->logits, step->labels, b);
+      progress->update(b, step->images, {{"loss", stats.mean_loss()}, {"acc", stats.accuracy()}});
+      if (b % cfg.log.log_interval == 0) {
+        spdlog::debug("{} epoch {} batch {}/{}: running loss {:.4f}", loop.phase, epoch + 1, b,
+                      batches, stats.mean_loss());
+      }
+    }
+    stats.sync(b);
+    progress->finish();
+    method.finish_epoch();
+    std::optional<eval::Report> report;
+    if (is_evaluated_epoch(epoch, epochs, cfg.test.interval)) report = method.evaluate();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    keeper.end_epoch(epoch, lr, stats.mean_loss(), stats.accuracy(), report ? &*report : nullptr,
+                     secs);
+    if (report) result.last = std::move(*report);
+  }
+  result.best_top1 = keeper.best_acc1();
+  result.best_epoch = keeper.best_epoch();
+  result.history = keeper.history();
+  result.last_checkpoint = keeper.last_path();
+  result.best_checkpoint = keeper.best_path();
+  return result;
+}
+
+}  // namespace fsa::train

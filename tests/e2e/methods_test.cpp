@@ -1,0 +1,246 @@
+// One tiny end-to-end run per long-tail method through the fsa binary: each
+// Phase I loss and sampler, post-hoc logit adjustment, and the decoupled
+// classifiers (cRT, LWS, τ-norm) on a frozen Phase I network.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "fsa/models/backbone.h"
+#include "fsa/train/checkpoint.h"
+#include "fsa/train/decouple.h"
+#include "test_util.h"
+
+namespace {
+
+using fsa::testing::read_text;
+using fsa::testing::TempDir;
+namespace fs = std::filesystem;
+
+const char* kRecipe = R"(random_seed: 5
+threads: 2
+dataset: {name: ImageFolder-LT, root: ROOT, kwargs: {im: 5}}
+model: {name: resnet20}
+finetune: {Na: 1, Nf: 1, head_ratio: 0.6}
+test: {batch_size: 64}
+log: {progress: quiet}
+phase_i:
+  train:
+    num_epoch: 2
+    batch_size: 16
+    optimizer: {name: SGD, kwargs: {lr: 0.05, momentum: 0.9}}
+    lr_scheduler: {name: constant}
+phase_iii:
+  train:
+    num_epoch: 1
+    batch_size: 8
+    optimizer: {name: SGD, kwargs: {lr: 0.01, momentum: 0.9}}
+    lr_scheduler: {name: constant}
+decouple:
+  train:
+    num_epoch: 2
+    batch_size: 16
+    sampler: class_balanced
+    optimizer: {name: SGD, kwargs: {lr: 0.05, momentum: 0.9, weight_decay: 0.0005}}
+    lr_scheduler: {name: CosineAnnealingLR}
+)";
+
+class Methods : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    fsa::testing::make_image_folder(*dir_ / "data", {30, 18, 10, 6}, 5);
+    std::string cfg = kRecipe;
+    cfg.replace(cfg.find("ROOT"), 4, *dir_ / "data");
+    std::ofstream(*dir_ / "recipe.yaml") << cfg;
+    std::string out;
+    ASSERT_EQ(fsa::testing::run_fsa(
+                  *dir_, "train --config " + path("recipe.yaml") + " --out " + path("ce"), &out),
+              0)
+        << out;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  static int fsa(const std::string& args, std::string* output = nullptr) {
+    return fsa::testing::run_fsa(*dir_, args, output);
+  }
+  static std::string path(const std::string& name) { return *dir_ / name; }
+  static std::string phase_i() { return path("ce/checkpoints/last.pt"); }
+
+  /// The state dict of a checkpoint, through a fresh resnet20 of 4 classes.
+  static std::shared_ptr<fsa::models::Backbone> load(const std::string& ckpt, bool cosine = false) {
+    auto m = fsa::models::make_model("resnet20", 4);
+    if (cosine) m->use_cosine_classifier();
+    fsa::train::load_checkpoint(ckpt, *m, nullptr);
+    return m;
+  }
+
+  static TempDir* dir_;
+};
+TempDir* Methods::dir_ = nullptr;
+
+double top1_of(const std::string& metrics, const std::string& key) {
+  return nlohmann::json::parse(read_text(metrics))[key]["top1"].get<double>();
+}
+
+TEST_F(Methods, EveryLossAndSamplerTrainsAndTestReproducesIt) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> runs{
+      {"focal", {"phase_i.train.loss={name: focal, gamma: 2}"}},
+      {"cb_focal",
+       {"phase_i.train.loss={name: focal, gamma: 1, weighting: class_balanced, beta: 0.99}"}},
+      {"ldam_drw",
+       {"model.classifier=cosine",
+        "phase_i.train.loss={name: ldam, max_margin: 0.5, scale: 30, weighting: drw, "
+        "drw_epoch: 1}"}},
+      {"balanced_softmax",
+       {"phase_i.train.loss=balanced_softmax", "phase_i.train.sampler=square_root"}},
+      {"cb_sampler", {"phase_i.train.sampler=class_balanced", "test.interval=2"}},
+      {"progressive", {"phase_i.train.sampler=progressive"}},
+  };
+  for (const auto& [name, sets] : runs) {
+    std::string args = "train --config " + path("recipe.yaml") + " --out " + path(name);
+    std::string test_args = "test --config " + path("recipe.yaml") + " --checkpoint " +
+                            path(name + "/checkpoints/last.pt") + " --out " + path(name + "_t");
+    for (const auto& s : sets) {
+      args += " --set '" + s + "'";
+      if (s.rfind("model.", 0) == 0) test_args += " --set '" + s + "'";
+    }
+    std::string out;
+    ASSERT_EQ(fsa(args, &out), 0) << name << "\n" << out;
+    const auto log = read_text(path(name + "/log.txt"));
+    EXPECT_NE(log.find("phase_i: loss "), std::string::npos) << name;
+    const auto m = nlohmann::json::parse(read_text(path(name + "/metrics.json")))["phase_i"];
+    EXPECT_EQ(m["best_selected_on"], "test") << name;
+    EXPECT_EQ(m["history"].size(), 2u) << name;
+    ASSERT_EQ(fsa(test_args, &out), 0) << name << "\n" << out;
+    EXPECT_DOUBLE_EQ(top1_of(path(name + "_t/metrics.json"), "test"), m["top1"].get<double>())
+        << name;
+  }
+  // test.interval 2 of 2 epochs: the first epoch is not evaluated.
+  const auto cb = nlohmann::json::parse(read_text(path("cb_sampler/metrics.json")))["phase_i"];
+  EXPECT_FALSE(cb["history"][0].contains("test_acc"));
+  EXPECT_TRUE(cb["history"][1].contains("test_acc"));
+}
+
+TEST_F(Methods, PostHocLogitAdjustmentChangesTheTestOnly) {
+  std::string out;
+  ASSERT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --set test.logit_adjust_tau=0 --out " + path("la0"),
+                &out),
+            0)
+      << out;
+  ASSERT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --set test.logit_adjust_tau=1 --out " + path("la1"),
+                &out),
+            0)
+      << out;
+  const auto plain = nlohmann::json::parse(read_text(path("la0/metrics.json")))["test"];
+  const auto adjusted = nlohmann::json::parse(read_text(path("la1/metrics.json")))["test"];
+  // Subtracting log π favours the rare classes: their accuracy cannot fall.
+  EXPECT_GE(adjusted["tail"].get<double>(), plain["tail"].get<double>());
+  EXPECT_NE(adjusted["loss"].get<double>(), plain["loss"].get<double>());
+}
+
+TEST_F(Methods, CrtRetrainsOnlyAFreshClassifier) {
+  std::string out;
+  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --method crt --out " + path("crt"),
+                &out),
+            0)
+      << out;
+  const auto before = load(phase_i()), after = load(path("crt/checkpoints/last.pt"));
+  auto p0 = before->named_parameters(), p1 = after->named_parameters();
+  for (const auto& kv : p0) {
+    const bool classifier = kv.key().rfind("linear.", 0) == 0;
+    EXPECT_EQ(torch::equal(kv.value(), p1[kv.key()]), !classifier) << kv.key();
+  }
+  for (const auto& kv : before->named_buffers()) {  // batch norm statistics stay frozen
+    EXPECT_TRUE(torch::equal(kv.value(), after->named_buffers()[kv.key()])) << kv.key();
+  }
+  const auto m = nlohmann::json::parse(read_text(path("crt/metrics.json")))["decouple"];
+  EXPECT_EQ(m["method"], "crt");
+  EXPECT_EQ(m["history"].size(), 2u);
+  ASSERT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " +
+                    path("crt/checkpoints/last.pt") + " --out " + path("crt_t"),
+                &out),
+            0);
+  EXPECT_DOUBLE_EQ(top1_of(path("crt_t/metrics.json"), "test"), m["top1"].get<double>());
+}
+
+TEST_F(Methods, CrtStartsFromTheSeededDefaultInitialisation) {
+  // With a learning rate too small to move it, cRT ends at PyTorch's default
+  // nn.Linear initialisation drawn after torch.manual_seed(seed).
+  std::string out;
+  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --method crt --set decouple.train.num_epoch=1 "
+                    "--set decouple.train.optimizer.kwargs.lr=1e-30 --out " +
+                    path("crt0"),
+                &out),
+            0)
+      << out;
+  torch::manual_seed(5);
+  torch::nn::Linear fresh(64, 4);
+  const auto after = load(path("crt0/checkpoints/last.pt"));
+  EXPECT_TRUE(torch::allclose(after->classifier()->weight, fresh->weight));
+  EXPECT_TRUE(torch::allclose(after->classifier()->bias, fresh->bias));
+}
+
+TEST_F(Methods, LwsRescalesEachRowOfThePhaseIClassifier) {
+  std::string out;
+  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --method lws --out " + path("lws"),
+                &out),
+            0)
+      << out;
+  const auto before = load(phase_i()), after = load(path("lws/checkpoints/last.pt"));
+  const auto w0 = before->classifier()->weight, w1 = after->classifier()->weight;
+  const auto b0 = before->classifier()->bias, b1 = after->classifier()->bias;
+  // w1_c = f_c·w0_c and b1_c = f_c·b0_c with one f_c per class.
+  const auto f = (w1 * w0).sum(1) / (w0 * w0).sum(1);
+  EXPECT_TRUE(torch::allclose(w1, w0 * f.unsqueeze(1), 1e-4, 1e-6));
+  EXPECT_TRUE(torch::allclose(b1, b0 * f, 1e-4, 1e-6));
+  EXPECT_FALSE(torch::allclose(f, torch::ones_like(f)));  // the scales did learn
+  const auto m = nlohmann::json::parse(read_text(path("lws/metrics.json")))["decouple"];
+  ASSERT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " +
+                    path("lws/checkpoints/last.pt") + " --out " + path("lws_t"),
+                &out),
+            0);
+  EXPECT_DOUBLE_EQ(top1_of(path("lws_t/metrics.json"), "test"), m["top1"].get<double>());
+}
+
+TEST_F(Methods, TauNormWeightNorms) {
+  // By hand: rows (3, 4) and (0, 0.5): norms 5 and 0.5; τ = 1 gives unit rows,
+  // τ = 0.5 norms 5^0.5 and 0.5^0.5, τ = 0 the weights themselves.
+  const auto w = torch::tensor({3.0f, 4.0f, 0.0f, 0.5f}).view({2, 2});
+  const auto unit = fsa::train::tau_normalize(w, 1.0);
+  EXPECT_TRUE(torch::allclose(unit, torch::tensor({0.6f, 0.8f, 0.0f, 1.0f}).view({2, 2})));
+  const auto half = fsa::train::tau_normalize(w, 0.5).norm(2, 1);
+  EXPECT_NEAR(half[0].item<double>(), std::sqrt(5.0), 1e-6);
+  EXPECT_NEAR(half[1].item<double>(), std::sqrt(0.5), 1e-6);
+  EXPECT_TRUE(torch::equal(fsa::train::tau_normalize(w, 0.0), w));
+
+  std::string out;
+  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --method tau_norm --set decoupling.tau=1 --out " + path("tau"),
+                &out),
+            0)
+      << out;
+  const auto after = load(path("tau/checkpoints/last.pt"));
+  const auto norms = after->classifier()->weight.norm(2, 1);
+  EXPECT_TRUE(torch::allclose(norms, torch::ones_like(norms), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::equal(after->classifier()->bias, torch::zeros({4})));
+  const auto m = nlohmann::json::parse(read_text(path("tau/metrics.json")))["decouple"];
+  ASSERT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " +
+                    path("tau/checkpoints/last.pt") + " --out " + path("tau_t"),
+                &out),
+            0);
+  EXPECT_DOUBLE_EQ(top1_of(path("tau_t/metrics.json"), "test"), m["top1"].get<double>());
+  // τ belongs to tau_norm alone.
+  EXPECT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --method crt --set decoupling.tau=1 --out " + path("bad"),
+                &out),
+            2);
+  EXPECT_NE(out.find("decoupling.tau"), std::string::npos) << out;
+}
+
+}  // namespace

@@ -1,0 +1,134 @@
+// The training loop on a scripted method: evaluation at test.interval, the
+// best epoch among evaluated ones, checkpoints, history and divergence.
+#include "fsa/train/engine.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "fsa/train/phases.h"
+#include "fsa/train/schedule.h"
+#include "test_util.h"
+
+namespace fsa::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// Two batches of four random images per epoch; evaluate() answers the
+/// scripted top-1 of each evaluation in turn.
+class ScriptedMethod : public TrainingMethod {
+ public:
+  ScriptedMethod(models::Backbone& model, std::vector<double> top1)
+      : model_(model), top1_(std::move(top1)) {}
+  int64_t batches_per_epoch() const override { return 2; }
+  void start_epoch(int64_t epoch, at::Generator gen) override {
+    gen_ = gen;
+    left_ = 2;
+    model_.train();
+    epochs_.push_back(epoch);
+  }
+  std::optional<TrainingStep> next_step() override {
+    if (left_-- == 0) return std::nullopt;
+    TrainingStep s;
+    s.labels = torch::randint(0, 2, {4}, gen_, torch::kInt64);
+    s.logits = model_.forward(torch::randn({4, 3, 32, 32}, gen_));
+    s.loss = poison_ ? s.logits.sum() * std::numeric_limits<float>::quiet_NaN()
+                     : torch::nn::functional::cross_entropy(s.logits, s.labels);
+    s.images = 4;
+    return s;
+  }
+  eval::Report evaluate() override {
+    eval::Report r;
+    r.top1 = top1_.at(evaluated_++);
+    r.per_class = {r.top1, r.top1};
+    r.head = r.top1;
+    r.loss = 1.0;
+    return r;
+  }
+  std::vector<int64_t> epochs_;
+  int evaluated_ = 0;
+  bool poison_ = false;
+
+ private:
+  models::Backbone& model_;
+  std::vector<double> top1_;
+  at::Generator gen_;
+  int left_ = 0;
+};
+
+TEST(Engine, EvaluatedEpochs) {
+  std::vector<int64_t> evaluated;
+  for (int64_t e = 0; e < 7; ++e) {
+    if (is_evaluated_epoch(e, 7, 3)) evaluated.push_back(e + 1);
+  }
+  EXPECT_EQ(evaluated, (std::vector<int64_t>{3, 6, 7}));  // every third, and the last
+  EXPECT_TRUE(is_evaluated_epoch(0, 5, 1));
+}
+
+TEST(Engine, IntervalHistoryBestAndCheckpoints) {
+  testing::TempDir dir;
+  torch::manual_seed(0);
+  auto model = models::make_model("resnet20", 2);
+  io::Config cfg;
+  cfg.train.num_epoch = 7;
+  cfg.test.interval = 3;
+  cfg.train.lr_scheduler.name = "constant";
+  cfg.checkpoint.save_checkpoint_interval = 0;
+  cfg.log.progress = "quiet";
+  auto optimizer = make_optimizer(cfg.train.optimizer, model->parameters());
+  ScriptedMethod method(*model, {0.4, 0.7, 0.5});  // evaluations after epochs 3, 6, 7
+  TrainingLoop loop{
+      &cfg,        "phase_i", 1, 42, dir.path(), model.get(), optimizer.get(), model->parameters(),
+      std::nullopt};
+  const auto r = fit(loop, method);
+  EXPECT_EQ(method.epochs_, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(method.evaluated_, 3);
+  EXPECT_DOUBLE_EQ(r.last.top1, 0.5);  // the final epoch, not the best
+  EXPECT_DOUBLE_EQ(r.best_top1, 0.7);
+  EXPECT_EQ(r.best_epoch, 6);
+  EXPECT_EQ(r.selected_on, "test");
+  ASSERT_EQ(r.history.size(), 7u);
+  EXPECT_FALSE(r.history[0].contains("test_acc"));
+  EXPECT_DOUBLE_EQ(r.history[2]["test_acc"].get<double>(), 0.4);
+  EXPECT_TRUE(r.history[5]["test_tail"].is_null());
+  EXPECT_EQ(r.history[6]["epoch"].get<int64_t>(), 7);
+  EXPECT_TRUE(fs::exists(r.last_checkpoint));
+  const auto best = read_checkpoint_info(r.best_checkpoint);
+  EXPECT_EQ(best.epoch, 6);
+  EXPECT_EQ(read_checkpoint_info(r.last_checkpoint).epoch, 7);
+
+  // Resuming after epoch 6 runs only the last epoch and keeps the best.
+  auto resumed = models::make_model("resnet20", 2);
+  auto opt2 = make_optimizer(cfg.train.optimizer, resumed->parameters());
+  ScriptedMethod rest(*resumed, {0.6});
+  TrainingLoop again = loop;
+  again.model = resumed.get();
+  again.optimizer = opt2.get();
+  again.trained = resumed->parameters();
+  again.resumed = load_checkpoint(r.best_checkpoint, *resumed, opt2.get());
+  const auto r2 = fit(again, rest);
+  EXPECT_EQ(rest.epochs_, (std::vector<int64_t>{6}));
+  EXPECT_DOUBLE_EQ(r2.best_top1, 0.7);
+  EXPECT_EQ(r2.history.size(), 7u);
+}
+
+TEST(Engine, ANonFiniteLossStopsBeforeTheEpochsCheckpoints) {
+  testing::TempDir dir;
+  auto model = models::make_model("resnet20", 2);
+  io::Config cfg;
+  cfg.train.num_epoch = 2;
+  cfg.log.progress = "quiet";
+  auto optimizer = make_optimizer(cfg.train.optimizer, model->parameters());
+  ScriptedMethod method(*model, {0.5, 0.5});
+  method.poison_ = true;
+  TrainingLoop loop{
+      &cfg,        "phase_i", 1, 1, dir.path(), model.get(), optimizer.get(), model->parameters(),
+      std::nullopt};
+  EXPECT_THROW(fit(loop, method), TrainingError);
+  EXPECT_FALSE(fs::exists(dir / "checkpoints/last.pt"));
+}
+
+}  // namespace
+}  // namespace fsa::train
