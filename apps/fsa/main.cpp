@@ -274,6 +274,15 @@ int main(int argc, char** argv) {
         decouple_o.overrides.push_back("decoupling.method=" + decouple_method);
       }
       auto cfg = phase_config(decouple_o, "decouple");
+      std::string source;
+      const auto doc = load_document(decouple_o, &source);
+      if (fsa::io::is_pipeline(doc) && !doc["decouple"] && cfg.decoupling.method != "tau_norm") {
+        throw fsa::io::ConfigError(fmt::format(
+            "config {}: {} trains a classifier, and this pipeline file has no 'decouple' section "
+            "with its schedule (train.num_epoch, optimizer, lr_scheduler, sampler); see "
+            "configs/methods/cifar10_lt_im100_{}.yaml",
+            source, cfg.decoupling.method, cfg.decoupling.method));
+      }
       require_file(decouple_ckpt, "the Phase I checkpoint (--checkpoint)");
       auto ws = fsa::train::make_workspace(cfg);
       const auto dir = out_dir(decouple_o, "decouple_" + cfg.decoupling.method);

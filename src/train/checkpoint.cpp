@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "fsa/io/files.h"
@@ -175,7 +176,13 @@ CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
   auto copy_into = [&](const std::string& name, at::Tensor& target) {
     auto it = by_name.find(name);
     if (it == by_name.end()) {
-      throw CheckpointError(fmt::format("checkpoint '{}' has no weights for '{}'", path, name));
+      const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+      throw CheckpointError(fmt::format(
+          "checkpoint '{}' has no weights for '{}'{}", path, name,
+          bias && name.rfind(model.classifier_name() + ".", 0) == 0
+              ? " (a cosine classifier has no bias: set model.classifier: cosine, as the run "
+                "that wrote it did)"
+              : ""));
     }
     if (it->second.sizes() != target.sizes()) {
       throw CheckpointError(fmt::format("checkpoint '{}': '{}' has shape {}, the model expects {}",
@@ -183,6 +190,22 @@ CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
     }
     target.copy_(it->second);
   };
+  // Weights the model has no place for are refused too: loading would drop
+  // them silently (a linear classifier's bias into a cosine classifier).
+  std::set<std::string> expected_names;
+  for (const auto& p : model.named_parameters()) expected_names.insert(p.key());
+  for (const auto& b : model.named_buffers()) expected_names.insert(b.key());
+  for (const auto& [name, tensor] : by_name) {
+    if (expected_names.count(name)) continue;
+    const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    throw CheckpointError(fmt::format(
+        "checkpoint '{}' holds '{}', which the configured {} has no place for{}", path, name,
+        model.arch(),
+        bias && model.cosine_classifier()
+            ? " (a linear classifier's bias: the config says model.classifier: cosine, the "
+              "checkpoint was trained with linear)"
+            : ""));
+  }
   for (auto& p : model.named_parameters()) copy_into(p.key(), p.value());
   for (auto& b : model.named_buffers()) copy_into(b.key(), b.value());
   if (optimizer && d.contains("optimizer")) {

@@ -128,6 +128,12 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
                     "anyway; use crt or lws",
                     cfg.source));
   }
+  const auto info = read_checkpoint_info(checkpoint);
+  if (info.phase != "phase_i") {
+    throw CheckpointError(fmt::format("checkpoint '{}' is a {} checkpoint; fsa decouple re-learns "
+                                      "the classifier of a Phase I network (fsa train's "
+                                      "checkpoints)", checkpoint, info.phase));
+  }
   auto model = detail::build_model(cfg, ws);
   const auto phase_i = load_checkpoint(checkpoint, *model, nullptr);
   detail::prepare_out_dir(out_dir, cfg);

@@ -99,6 +99,11 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
                    ? fmt::format(", test logits adjusted by τ = {}", cfg.test.logit_adjust_tau)
                    : std::string());
 
+  if (cfg.train.loss.name == "ldam" && cfg.model.classifier != "cosine") {
+    spdlog::warn("phase_i: LDAM scales the logits by {}; Cao et al. train it on a cosine "
+                 "classifier (model.classifier: cosine), whose logits lie in [-1, 1]",
+                 cfg.train.loss.scale);
+  }
   const auto fitted = fit(loop, method);
   PhaseResult result;
   result.report = fitted.last;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "fsa/models/backbone.h"
@@ -116,6 +117,17 @@ TEST_F(Methods, EveryLossAndSamplerTrainsAndTestReproducesIt) {
     EXPECT_DOUBLE_EQ(top1_of(path(name + "_t/metrics.json"), "test"), m["top1"].get<double>())
         << name;
   }
+  // A cosine network tested as a linear one, and the other way round: refused,
+  // naming model.classifier, never evaluated with a dropped bias.
+  std::string out;
+  ASSERT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " +
+                    path("ldam_drw/checkpoints/last.pt") + " --out " + path("wrong1"), &out),
+            4);
+  EXPECT_NE(out.find("model.classifier: cosine"), std::string::npos) << out;
+  ASSERT_EQ(fsa("test --config " + path("recipe.yaml") + " --set model.classifier=cosine "
+                    "--checkpoint " + phase_i() + " --out " + path("wrong2"), &out),
+            4);
+  EXPECT_NE(out.find("model.classifier: cosine"), std::string::npos) << out;
   // test.interval 2 of 2 epochs: the first epoch is not evaluated.
   const auto cb = nlohmann::json::parse(read_text(path("cb_sampler/metrics.json")))["phase_i"];
   EXPECT_FALSE(cb["history"][0].contains("test_acc"));
@@ -235,6 +247,15 @@ TEST_F(Methods, TauNormWeightNorms) {
                 &out),
             0);
   EXPECT_DOUBLE_EQ(top1_of(path("tau_t/metrics.json"), "test"), m["top1"].get<double>());
+  // Decoupling starts from a Phase I network, and training needs a schedule.
+  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " +
+                    path("tau/checkpoints/last.pt") + " --out " + path("bad"), &out), 4);
+  EXPECT_NE(out.find("Phase I network"), std::string::npos) << out;
+  std::string without = read_text(path("recipe.yaml"));
+  std::ofstream(path("no_decouple.yaml")) << without.substr(0, without.find("decouple:"));
+  ASSERT_EQ(fsa("decouple --config " + path("no_decouple.yaml") + " --checkpoint " + phase_i() +
+                    " --method lws --out " + path("bad"), &out), 2);
+  EXPECT_NE(out.find("no 'decouple' section"), std::string::npos) << out;
   // τ belongs to tau_norm alone.
   EXPECT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
                     " --method crt --set decoupling.tau=1 --out " + path("bad"),

@@ -31,7 +31,8 @@ torch::Tensor tau_normalize(const torch::Tensor& weight, double tau);
 /// networks, loadable by `fsa test`), metrics.json and the report into
 /// out_dir. Throws io::ConfigError for a cosine classifier with tau_norm (its
 /// rows are normalised already) or for checkpoint.resume (decoupled runs
-/// are short: they restart), CheckpointError for an unreadable checkpoint.
+/// are short: they restart), CheckpointError for an unreadable checkpoint or
+/// one that is not a Phase I checkpoint.
 PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string& checkpoint,
                          const std::string& out_dir);
 
