@@ -462,10 +462,27 @@ ImageTransform ImageTransform::imagenet_eval(int64_t crop) {
   return t;
 }
 
+CropBox random_crop_box(int64_t height, int64_t width, int64_t crop, int64_t padding, Rng& rng) {
+  const int64_t h = height + 2 * padding, w = width + 2 * padding;
+  if (h < crop || w < crop) {
+    throw std::invalid_argument(fmt::format("RandomCrop: a {}x{} image padded by {} is smaller "
+                                            "than the {}x{} crop", height, width, padding, crop,
+                                            crop));
+  }
+  const auto top = uniform_int(rng, 0, h - crop);
+  const auto left = uniform_int(rng, 0, w - crop);
+  return {top - padding, left - padding, crop, crop};
+}
+
 torch::Tensor ImageTransform::operator()(const torch::Tensor& image, Rng& rng) const {
   check_image(image, "ImageTransform");
   torch::Tensor pixels;
-  if (train) {
+  if (train && train_crop == TrainCrop::kRandomCrop) {
+    const auto resized = resize_shorter_side(image, resize_size);
+    pixels = crop(resized,
+                  random_crop_box(resized.size(0), resized.size(1), crop_size, padding, rng));
+    if (flip && uniform(rng, 0.0, 1.0) < 0.5) pixels = hflip(pixels);
+  } else if (train) {
     const auto box = random_resized_crop_box(image.size(0), image.size(1), range, rng);
     pixels = resized_crop(image, box, crop_size, crop_size);
     if (flip && uniform(rng, 0.0, 1.0) < 0.5) pixels = hflip(pixels);

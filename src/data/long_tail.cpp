@@ -387,6 +387,12 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     out.eval_transform.resize_size = out.train_transform.resize_size = d.transform.resize_size;
     const double j = d.transform.color_jitter;
     out.train_transform.jitter = ColorJitter{j, j, j, 0.0};
+    out.train_transform.train_crop = d.transform.train_crop == "random_crop"
+                                         ? TrainCrop::kRandomCrop
+                                         : TrainCrop::kRandomResizedCrop;
+    out.train_transform.padding = d.transform.padding;
+    out.train_transform.range = {d.transform.scale[0], d.transform.scale[1], d.transform.ratio[0],
+                                 d.transform.ratio[1]};
     for (auto* t : {&out.train_transform, &out.eval_transform}) {
       t->mean = mean;
       t->std = std;

@@ -322,6 +322,23 @@ void parse_list_dataset(MapReader& d, DatasetConfig& ds) {
   }
   ds.transform.color_jitter = t.get_double("color_jitter", ds.transform.color_jitter);
   if (ds.transform.color_jitter < 0) t.fail("dataset.transform.color_jitter", "a number >= 0");
+  auto& tr = ds.transform;
+  tr.train_crop = t.get_string("train_crop", tr.train_crop);
+  if (tr.train_crop != "random_resized_crop" && tr.train_crop != "random_crop") {
+    t.fail("dataset.transform.train_crop",
+           fmt::format("random_resized_crop or random_crop, got '{}'", tr.train_crop));
+  }
+  auto range = [&](const char* key, std::vector<double>& v, double upper) {
+    if (!t.has(key)) return;
+    v = t.get_list<double>(key, "a list of two numbers [min, max]");
+    if (v.size() != 2 || !(v[0] > 0) || v[0] > v[1] || v[1] > upper) {
+      t.fail(fmt::format("dataset.transform.{}", key),
+             upper < 2 ? "[min, max] with 0 < min <= max <= 1" : "[min, max] with 0 < min <= max");
+    }
+  };
+  range("scale", tr.scale, 1.0);
+  range("ratio", tr.ratio, 1e9);
+  tr.padding = t.get_int("padding", tr.padding, 0);  // resize_size >= crop_size: always fits
   t.finish();
 }
 
@@ -746,6 +763,10 @@ std::string to_yaml(const Config& c) {
     e << YAML::Key << "crop_size" << YAML::Value << d.transform.crop_size;
     e << YAML::Key << "resize_size" << YAML::Value << d.transform.resize_size;
     e << YAML::Key << "color_jitter" << YAML::Value << d.transform.color_jitter;
+    e << YAML::Key << "train_crop" << YAML::Value << d.transform.train_crop;
+    e << YAML::Key << "scale" << YAML::Value << YAML::Flow << d.transform.scale;
+    e << YAML::Key << "ratio" << YAML::Value << YAML::Flow << d.transform.ratio;
+    e << YAML::Key << "padding" << YAML::Value << d.transform.padding;
     e << YAML::EndMap;
   }
   e << YAML::EndMap;

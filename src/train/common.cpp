@@ -198,6 +198,21 @@ eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& feature
                            n ? loss_sum.item<double>() / n : 0.0);
 }
 
+PhaseResult phase_result(const FitResult& fitted, const io::Config& cfg, const Workspace& ws) {
+  PhaseResult result;
+  result.report = fitted.last;
+  result.checkpoint = fitted.last_checkpoint;
+  result.best_checkpoint = fitted.best_checkpoint;
+  result.metrics = report_json(result.report, ws.data.class_counts);
+  result.metrics["best_top1"] = fitted.best_top1;
+  result.metrics["best_epoch"] = fitted.best_epoch;
+  result.metrics["best_selected_on"] = fitted.selected_on;
+  result.metrics["final_epoch"] = cfg.train.num_epoch;
+  result.metrics["history"] = fitted.history;
+  result.metrics["class_names"] = ws.data.train.class_names;
+  return result;
+}
+
 }  // namespace detail
 
 torch::Device parse_device(const std::string& name) {

@@ -171,32 +171,17 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
     }
     ClassifierRetraining method(cfg, ws, *model, test_maps);
     auto optimizer = make_optimizer(cfg.train.optimizer, method.trained());
-    TrainingLoop loop;
-    loop.cfg = &cfg;
-    loop.phase = "decouple";
-    loop.generator_stream = 4;
-    loop.seed = ws.seed;
-    loop.out_dir = out_dir;
-    loop.model = model.get();
-    loop.optimizer = optimizer.get();
-    loop.trained = method.trained();
+    TrainingLoop loop(cfg, "decouple", /*stream=*/4, ws.seed, out_dir, *model, *optimizer,
+                      method.trained());
     spdlog::info("decouple ({}): loss {}, sampler {}, {} epochs", method_name,
                  Criterion(cfg.train.loss, ws.data.class_counts, ws.device).describe(),
                  cfg.train.sampler.name, cfg.train.num_epoch);
     const auto fitted = fit(loop, method);
-    result.report = fitted.last;
-    result.checkpoint = fitted.last_checkpoint;
-    result.best_checkpoint = fitted.best_checkpoint;
-    result.metrics = report_json(result.report, ws.data.class_counts);
-    result.metrics["best_top1"] = fitted.best_top1;
-    result.metrics["best_epoch"] = fitted.best_epoch;
-    result.metrics["best_selected_on"] = fitted.selected_on;
-    result.metrics["final_epoch"] = cfg.train.num_epoch;
-    result.metrics["history"] = fitted.history;
+    result = detail::phase_result(fitted, cfg, ws);
   }
   result.metrics["method"] = method_name;
   result.metrics["from_checkpoint"] = checkpoint;
-  result.metrics["class_names"] = ws.data.train.class_names;
+  result.metrics["class_names"] = ws.data.train.class_names;  // tau_norm's too
   detail::write_json((fs::path(out_dir) / "metrics.json").string(),
                      nlohmann::json{{"decouple", result.metrics}});
   detail::write_report_safely(out_dir);

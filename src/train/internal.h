@@ -15,6 +15,7 @@
 #include "fsa/io/progress.h"
 #include "fsa/models/backbone.h"
 #include "fsa/train/checkpoint.h"
+#include "fsa/train/engine.h"
 #include "fsa/train/phases.h"
 #include <torch/optim/optimizer.h>
 
@@ -94,6 +95,11 @@ torch::Tensor test_features(models::Backbone& model, const Workspace& ws,
 eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& features,
                            const Workspace& ws, const std::string& layer, int64_t batch,
                            bool bf16_mixed, double logit_adjust_tau);
+
+/// A training phase's result from fit(): the final report, the checkpoints and
+/// the metrics.json object (report_json, best_top1, best_epoch,
+/// best_selected_on, final_epoch, history, class_names).
+PhaseResult phase_result(const FitResult& fitted, const io::Config& cfg, const Workspace& ws);
 
 /// The first line of an exception's message, without LibTorch's C++ backtrace.
 std::string short_message(const std::exception& e);

@@ -76,15 +76,8 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
   detail::prepare_out_dir(out_dir, cfg);
   auto optimizer = make_optimizer(cfg.train.optimizer, model->parameters());
 
-  TrainingLoop loop;
-  loop.cfg = &cfg;
-  loop.phase = "phase_i";
-  loop.generator_stream = 1;
-  loop.seed = ws.seed;
-  loop.out_dir = out_dir;
-  loop.model = model.get();
-  loop.optimizer = optimizer.get();
-  loop.trained = model->parameters();
+  TrainingLoop loop(cfg, "phase_i", /*stream=*/1, ws.seed, out_dir, *model, *optimizer,
+                    model->parameters());
   if (!cfg.checkpoint.resume.empty()) {
     loop.resumed = load_checkpoint(cfg.checkpoint.resume, *model, optimizer.get());
     spdlog::info("phase_i: resuming from '{}' after epoch {}", cfg.checkpoint.resume,
@@ -105,17 +98,7 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
                  cfg.train.loss.scale);
   }
   const auto fitted = fit(loop, method);
-  PhaseResult result;
-  result.report = fitted.last;
-  result.checkpoint = fitted.last_checkpoint;
-  result.best_checkpoint = fitted.best_checkpoint;
-  result.metrics = report_json(result.report, ws.data.class_counts);
-  result.metrics["best_top1"] = fitted.best_top1;
-  result.metrics["best_epoch"] = fitted.best_epoch;
-  result.metrics["best_selected_on"] = fitted.selected_on;
-  result.metrics["final_epoch"] = cfg.train.num_epoch;
-  result.metrics["history"] = fitted.history;
-  result.metrics["class_names"] = ws.data.train.class_names;
+  auto result = detail::phase_result(fitted, cfg, ws);
   detail::write_json((fs::path(out_dir) / "metrics.json").string(),
                      nlohmann::json{{"phase_i", result.metrics}});
   detail::write_report_safely(out_dir);

@@ -231,15 +231,8 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
   auto model = detail::build_model(cfg, ws);
   const auto start = load_checkpoint(checkpoint, *model, nullptr);
   auto optimizer = make_optimizer(cfg.train.optimizer, model->head_parameters(layer));
-  TrainingLoop loop;
-  loop.cfg = &cfg;
-  loop.phase = "phase_iii";
-  loop.generator_stream = 3;
-  loop.seed = ws.seed;
-  loop.out_dir = out_dir;
-  loop.model = model.get();
-  loop.optimizer = optimizer.get();
-  loop.trained = model->head_parameters(layer);
+  TrainingLoop loop(cfg, "phase_iii", /*stream=*/3, ws.seed, out_dir, *model, *optimizer,
+                    model->head_parameters(layer));
   if (!cfg.checkpoint.resume.empty()) {
     loop.resumed = resume_head(cfg, *model, *optimizer, layer, checkpoint);
     spdlog::info("phase_iii: resuming from '{}' after epoch {}", cfg.checkpoint.resume,
@@ -269,18 +262,8 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
                Criterion(cfg.train.loss, ws.data.class_counts, ws.device).describe());
   const auto fitted = fit(loop, method);
 
-  PhaseResult result;
-  result.report = fitted.last;
-  result.checkpoint = fitted.last_checkpoint;
-  result.best_checkpoint = fitted.best_checkpoint;
-  result.metrics = report_json(result.report, ws.data.class_counts);
-  result.metrics["best_top1"] = fitted.best_top1;
-  result.metrics["best_epoch"] = fitted.best_epoch;
-  result.metrics["best_selected_on"] = fitted.selected_on;
-  result.metrics["final_epoch"] = cfg.train.num_epoch;
-  result.metrics["history"] = fitted.history;
+  auto result = detail::phase_result(fitted, cfg, ws);
   result.metrics["mode"] = ft.offline ? "offline" : "online";
-  result.metrics["class_names"] = ws.data.train.class_names;
   detail::write_json((fs::path(out_dir) / "metrics.json").string(),
                      nlohmann::json{{"phase_iii", result.metrics}});
   detail::write_report_safely(out_dir);

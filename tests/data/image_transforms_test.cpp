@@ -173,6 +173,54 @@ TEST(RandomResizedCrop, FallbackIsCentredAndClampedToTheRatioRange) {
   EXPECT_EQ(fallback_crop_box(3, 8, range), (CropBox{0, 2, 3, 4}));
 }
 
+TEST(RandomCrop, PaddedCropsCoverEveryOffsetAndPadWithZeros) {
+  // 32×32 padded by 4: a 32 crop starts at 0..8 of the padded image, i.e.
+  // top and left in −4..4 of the image; every offset appears in 2,000 draws.
+  Rng rng(3);
+  std::set<int64_t> tops, lefts;
+  for (int i = 0; i < 2000; ++i) {
+    const auto b = random_crop_box(32, 32, 32, 4, rng);
+    ASSERT_EQ(b.height, 32);
+    ASSERT_EQ(b.width, 32);
+    tops.insert(b.top);
+    lefts.insert(b.left);
+  }
+  EXPECT_EQ(tops, (std::set<int64_t>{-4, -3, -2, -1, 0, 1, 2, 3, 4}));
+  EXPECT_EQ(lefts, tops);
+  // The draws, in torchvision's order: top first, then left.
+  Rng a(9), b(9);
+  const auto box = random_crop_box(32, 40, 30, 2, a);
+  const auto top = uniform_int(b, 0, 36 - 30), left = uniform_int(b, 0, 44 - 30);
+  EXPECT_EQ(box, (CropBox{top - 2, left - 2, 30, 30}));
+  // A box at (−4, −4): the first four rows and columns are the zero padding.
+  const auto img = pattern(32, 32);
+  const auto c = crop(img, CropBox{-4, -4, 32, 32});
+  EXPECT_EQ(c.narrow(0, 0, 4).sum().item<int64_t>(), 0);
+  EXPECT_EQ(c.narrow(1, 0, 4).sum().item<int64_t>(), 0);
+  EXPECT_EQ(pixel(c, 4, 4, 1), pixel(img, 0, 0, 1));
+  EXPECT_THROW(random_crop_box(20, 20, 32, 4, rng), std::invalid_argument);
+}
+
+TEST(ImageTransform, RandomCropPipelineOnSmallImages) {
+  ImageTransform t;
+  t.train_crop = TrainCrop::kRandomCrop;
+  t.crop_size = 32;
+  t.resize_size = 32;
+  t.padding = 4;
+  t.jitter = {};
+  t.flip = false;
+  t.mean = {0, 0, 0};
+  t.std = {1, 1, 1};
+  const auto img = pattern(32, 32);
+  Rng r1(5), r2(5);
+  const auto out = t(img, r1);
+  ASSERT_EQ(out.sizes(), torch::IntArrayRef({3, 32, 32}));
+  // The same pixels as the box drawn from the same generator, scaled to [0, 1].
+  const auto box = random_crop_box(32, 32, 32, 4, r2);
+  const auto expected = crop(img, box).permute({2, 0, 1}).to(torch::kFloat32) / 255.0;
+  EXPECT_TRUE(torch::allclose(out, expected));
+}
+
 TEST(ToTensorNormalize, Values) {
   auto img = torch::zeros({1, 2, 3}, torch::kUInt8);
   img.index_put_({0, 0}, torch::tensor({255, 0, 51}, torch::kUInt8));

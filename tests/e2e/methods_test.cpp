@@ -76,6 +76,32 @@ class Methods : public ::testing::Test {
     return m;
   }
 
+  /// `fsa decouple --method M` on the Phase I network into folder `name`.
+  static void decouple(const std::string& method, const std::string& name,
+                       const std::string& extra = "") {
+    std::string out;
+    ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                      " --method " + method + " " + extra + " --out " + path(name),
+                  &out),
+              0)
+        << out;
+  }
+
+  /// `fsa test` of name/checkpoints/last.pt gives the top-1 that the run
+  /// recorded under `key` in its metrics.json.
+  static void expect_test_reproduces(const std::string& name, const std::string& key) {
+    std::string out;
+    ASSERT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " +
+                      path(name + "/checkpoints/last.pt") + " --out " + path(name + "_t"),
+                  &out),
+              0)
+        << out;
+    const auto recorded = nlohmann::json::parse(read_text(path(name + "/metrics.json")));
+    const auto tested = nlohmann::json::parse(read_text(path(name + "_t/metrics.json")));
+    EXPECT_DOUBLE_EQ(tested["test"]["top1"].get<double>(), recorded[key]["top1"].get<double>())
+        << name;
+  }
+
   static TempDir* dir_;
 };
 TempDir* Methods::dir_ = nullptr;
@@ -121,11 +147,15 @@ TEST_F(Methods, EveryLossAndSamplerTrainsAndTestReproducesIt) {
   // naming model.classifier, never evaluated with a dropped bias.
   std::string out;
   ASSERT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " +
-                    path("ldam_drw/checkpoints/last.pt") + " --out " + path("wrong1"), &out),
+                    path("ldam_drw/checkpoints/last.pt") + " --out " + path("wrong1"),
+                &out),
             4);
   EXPECT_NE(out.find("model.classifier: cosine"), std::string::npos) << out;
-  ASSERT_EQ(fsa("test --config " + path("recipe.yaml") + " --set model.classifier=cosine "
-                    "--checkpoint " + phase_i() + " --out " + path("wrong2"), &out),
+  ASSERT_EQ(fsa("test --config " + path("recipe.yaml") +
+                    " --set model.classifier=cosine "
+                    "--checkpoint " +
+                    phase_i() + " --out " + path("wrong2"),
+                &out),
             4);
   EXPECT_NE(out.find("model.classifier: cosine"), std::string::npos) << out;
   // test.interval 2 of 2 epochs: the first epoch is not evaluated.
@@ -154,12 +184,7 @@ TEST_F(Methods, PostHocLogitAdjustmentChangesTheTestOnly) {
 }
 
 TEST_F(Methods, CrtRetrainsOnlyAFreshClassifier) {
-  std::string out;
-  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
-                    " --method crt --out " + path("crt"),
-                &out),
-            0)
-      << out;
+  decouple("crt", "crt");
   const auto before = load(phase_i()), after = load(path("crt/checkpoints/last.pt"));
   auto p0 = before->named_parameters(), p1 = after->named_parameters();
   for (const auto& kv : p0) {
@@ -172,24 +197,14 @@ TEST_F(Methods, CrtRetrainsOnlyAFreshClassifier) {
   const auto m = nlohmann::json::parse(read_text(path("crt/metrics.json")))["decouple"];
   EXPECT_EQ(m["method"], "crt");
   EXPECT_EQ(m["history"].size(), 2u);
-  ASSERT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " +
-                    path("crt/checkpoints/last.pt") + " --out " + path("crt_t"),
-                &out),
-            0);
-  EXPECT_DOUBLE_EQ(top1_of(path("crt_t/metrics.json"), "test"), m["top1"].get<double>());
+  expect_test_reproduces("crt", "decouple");
 }
 
 TEST_F(Methods, CrtStartsFromTheSeededDefaultInitialisation) {
   // With a learning rate too small to move it, cRT ends at PyTorch's default
   // nn.Linear initialisation drawn after torch.manual_seed(seed).
-  std::string out;
-  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
-                    " --method crt --set decouple.train.num_epoch=1 "
-                    "--set decouple.train.optimizer.kwargs.lr=1e-30 --out " +
-                    path("crt0"),
-                &out),
-            0)
-      << out;
+  decouple("crt", "crt0",
+           "--set decouple.train.num_epoch=1 --set decouple.train.optimizer.kwargs.lr=1e-30");
   torch::manual_seed(5);
   torch::nn::Linear fresh(64, 4);
   const auto after = load(path("crt0/checkpoints/last.pt"));
@@ -198,12 +213,7 @@ TEST_F(Methods, CrtStartsFromTheSeededDefaultInitialisation) {
 }
 
 TEST_F(Methods, LwsRescalesEachRowOfThePhaseIClassifier) {
-  std::string out;
-  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
-                    " --method lws --out " + path("lws"),
-                &out),
-            0)
-      << out;
+  decouple("lws", "lws");
   const auto before = load(phase_i()), after = load(path("lws/checkpoints/last.pt"));
   const auto w0 = before->classifier()->weight, w1 = after->classifier()->weight;
   const auto b0 = before->classifier()->bias, b1 = after->classifier()->bias;
@@ -212,12 +222,7 @@ TEST_F(Methods, LwsRescalesEachRowOfThePhaseIClassifier) {
   EXPECT_TRUE(torch::allclose(w1, w0 * f.unsqueeze(1), 1e-4, 1e-6));
   EXPECT_TRUE(torch::allclose(b1, b0 * f, 1e-4, 1e-6));
   EXPECT_FALSE(torch::allclose(f, torch::ones_like(f)));  // the scales did learn
-  const auto m = nlohmann::json::parse(read_text(path("lws/metrics.json")))["decouple"];
-  ASSERT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " +
-                    path("lws/checkpoints/last.pt") + " --out " + path("lws_t"),
-                &out),
-            0);
-  EXPECT_DOUBLE_EQ(top1_of(path("lws_t/metrics.json"), "test"), m["top1"].get<double>());
+  expect_test_reproduces("lws", "decouple");
 }
 
 TEST_F(Methods, TauNormWeightNorms) {
@@ -231,30 +236,25 @@ TEST_F(Methods, TauNormWeightNorms) {
   EXPECT_NEAR(half[1].item<double>(), std::sqrt(0.5), 1e-6);
   EXPECT_TRUE(torch::equal(fsa::train::tau_normalize(w, 0.0), w));
 
-  std::string out;
-  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
-                    " --method tau_norm --set decoupling.tau=1 --out " + path("tau"),
-                &out),
-            0)
-      << out;
+  decouple("tau_norm", "tau", "--set decoupling.tau=1");
   const auto after = load(path("tau/checkpoints/last.pt"));
   const auto norms = after->classifier()->weight.norm(2, 1);
   EXPECT_TRUE(torch::allclose(norms, torch::ones_like(norms), 1e-5, 1e-6));
   EXPECT_TRUE(torch::equal(after->classifier()->bias, torch::zeros({4})));
-  const auto m = nlohmann::json::parse(read_text(path("tau/metrics.json")))["decouple"];
-  ASSERT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " +
-                    path("tau/checkpoints/last.pt") + " --out " + path("tau_t"),
-                &out),
-            0);
-  EXPECT_DOUBLE_EQ(top1_of(path("tau_t/metrics.json"), "test"), m["top1"].get<double>());
+  expect_test_reproduces("tau", "decouple");
   // Decoupling starts from a Phase I network, and training needs a schedule.
+  std::string out;
   ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " +
-                    path("tau/checkpoints/last.pt") + " --out " + path("bad"), &out), 4);
+                    path("tau/checkpoints/last.pt") + " --out " + path("bad"),
+                &out),
+            4);
   EXPECT_NE(out.find("Phase I network"), std::string::npos) << out;
   std::string without = read_text(path("recipe.yaml"));
   std::ofstream(path("no_decouple.yaml")) << without.substr(0, without.find("decouple:"));
   ASSERT_EQ(fsa("decouple --config " + path("no_decouple.yaml") + " --checkpoint " + phase_i() +
-                    " --method lws --out " + path("bad"), &out), 2);
+                    " --method lws --out " + path("bad"),
+                &out),
+            2);
   EXPECT_NE(out.find("no 'decouple' section"), std::string::npos) << out;
   // τ belongs to tau_norm alone.
   EXPECT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +

@@ -283,6 +283,30 @@ test: {interval: 10, logit_adjust_tau: 1.5}
             std::string::npos);
 }
 
+TEST(Config, ListFileTrainingCrop) {
+  const auto c = parse_config(YAML::Load(R"(
+dataset:
+  name: ListFile-LT
+  train_list: a.txt
+  test_list: b.txt
+  transform: {crop_size: 32, resize_size: 32, train_crop: random_crop, padding: 4,
+              scale: [0.35, 1.0], ratio: [0.5, 2.0]}
+)"), "lf.yaml");
+  EXPECT_EQ(c.dataset.transform.train_crop, "random_crop");
+  EXPECT_EQ(c.dataset.transform.padding, 4);
+  EXPECT_EQ(c.dataset.transform.scale, (std::vector<double>{0.35, 1.0}));
+  EXPECT_EQ(c.dataset.transform.ratio, (std::vector<double>{0.5, 2.0}));
+  EXPECT_EQ(to_yaml(parse_config(YAML::Load(to_yaml(c)), "r.yaml")), to_yaml(c));
+  const std::string lf = "dataset: {name: ListFile-LT, train_list: a, test_list: b, transform: ";
+  EXPECT_NE(error_of(lf + "{train_crop: pad}}").find("'dataset.transform.train_crop'"),
+            std::string::npos);
+  EXPECT_NE(error_of(lf + "{scale: [0.5, 0.2]}}").find("'dataset.transform.scale'"),
+            std::string::npos);
+  EXPECT_NE(error_of(lf + "{scale: [0, 1]}}").find("0 < min"), std::string::npos);
+  EXPECT_NE(error_of(lf + "{padding: -1}}").find("'dataset.transform.padding'"),
+            std::string::npos);
+}
+
 TEST(Config, ShippedConfigsParse) {
   for (const auto& entry :
        std::filesystem::recursive_directory_iterator(FSA_SOURCE_DIR "/configs")) {

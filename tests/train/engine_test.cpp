@@ -79,9 +79,7 @@ TEST(Engine, IntervalHistoryBestAndCheckpoints) {
   cfg.log.progress = "quiet";
   auto optimizer = make_optimizer(cfg.train.optimizer, model->parameters());
   ScriptedMethod method(*model, {0.4, 0.7, 0.5});  // evaluations after epochs 3, 6, 7
-  TrainingLoop loop{
-      &cfg,        "phase_i", 1, 42, dir.path(), model.get(), optimizer.get(), model->parameters(),
-      std::nullopt};
+  TrainingLoop loop(cfg, "phase_i", 1, 42, dir.path(), *model, *optimizer, model->parameters());
   const auto r = fit(loop, method);
   EXPECT_EQ(method.epochs_, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6}));
   EXPECT_EQ(method.evaluated_, 3);
@@ -123,9 +121,7 @@ TEST(Engine, ANonFiniteLossStopsBeforeTheEpochsCheckpoints) {
   auto optimizer = make_optimizer(cfg.train.optimizer, model->parameters());
   ScriptedMethod method(*model, {0.5, 0.5});
   method.poison_ = true;
-  TrainingLoop loop{
-      &cfg,        "phase_i", 1, 1, dir.path(), model.get(), optimizer.get(), model->parameters(),
-      std::nullopt};
+  TrainingLoop loop(cfg, "phase_i", 1, 1, dir.path(), *model, *optimizer, model->parameters());
   EXPECT_THROW(fit(loop, method), TrainingError);
   EXPECT_FALSE(fs::exists(dir / "checkpoints/last.pt"));
 }

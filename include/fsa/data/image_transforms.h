@@ -110,6 +110,11 @@ torch::Tensor resize_shorter_side(const torch::Tensor& image, int64_t size);
 /// (h − H) // 2 before (top = −that), as torchvision pads.
 CropBox center_crop_box(int64_t height, int64_t width, int64_t crop_height, int64_t crop_width);
 
+/// RandomCrop(crop, padding)'s box on an H×W image, in the unpadded image's
+/// coordinates (crop() fills the padding with zeros). Throws
+/// std::invalid_argument if the padded image is smaller than the crop.
+CropBox random_crop_box(int64_t height, int64_t width, int64_t crop, int64_t padding, Rng& rng);
+
 /// crop(image, center_crop_box(...)).
 torch::Tensor center_crop(const torch::Tensor& image, int64_t crop_height, int64_t crop_width);
 
@@ -152,14 +157,26 @@ void apply_color_jitter_(torch::Tensor& image, const JitterDraw& draw);
 
 /// A whole per-image pipeline, as the ImageNet-LT recipes use it (METHOD.md,
 /// Phase I).
-/// Training: RandomResizedCrop(crop_size, range) → RandomHorizontalFlip(0.5)
-/// (if flip) → ColorJitter(jitter) → ToTensor → Normalize(mean, std).
+/// Training: RandomResizedCrop(crop_size, range) (or, with kRandomCrop,
+/// Resize(resize_size) → RandomCrop(crop_size, padding)) →
+/// RandomHorizontalFlip(0.5) (if flip) → ColorJitter(jitter) → ToTensor →
+/// Normalize(mean, std).
 /// Evaluation: Resize(resize_size) → CenterCrop(crop_size) → ToTensor →
 /// Normalize(mean, std).
+/// Training geometry `random_crop` (TrainCrop::kRandomCrop) is torchvision's
+/// Resize(resize_size) → RandomCrop(crop_size, padding): the image padded
+/// with `padding` zero pixels on every side, then a crop_size square at
+/// top ~ U{0..H+2p−crop}, left ~ U{0..W+2p−crop} (drawn in that order): the
+/// CIFAR augmentation, for small images where RandomResizedCrop's area range
+/// throws most of the object away.
+enum class TrainCrop { kRandomResizedCrop, kRandomCrop };
+
 struct ImageTransform {
   bool train = true;
   int64_t crop_size = 224;
-  int64_t resize_size = 256;  ///< evaluation only
+  int64_t resize_size = 256;  ///< evaluation, and training with kRandomCrop
+  TrainCrop train_crop = TrainCrop::kRandomResizedCrop;
+  int64_t padding = 4;  ///< kRandomCrop's zero padding per side
   ResizedCropRange range;
   bool flip = true;
   ColorJitter jitter{0.4, 0.4, 0.4, 0.0};

@@ -23,9 +23,17 @@ class ConfigError : public std::runtime_error {
 
 /// The image pipeline of list-file datasets (data::ImageTransform).
 struct TransformConfig {
-  int64_t crop_size = 224;    ///< training random-resized crop and test centre crop
-  int64_t resize_size = 256;  ///< test: shorter side resized to this before the crop
+  int64_t crop_size = 224;    ///< training crop and test centre crop
+  /// Shorter side resized to this before the test crop (and random_crop's crop).
+  int64_t resize_size = 256;
   double color_jitter = 0.4;  ///< brightness, contrast and saturation strength (0: off)
+  /// Training geometry: random_resized_crop (torchvision's RandomResizedCrop,
+  /// `scale` and `ratio`) or random_crop (Resize(resize_size), then
+  /// RandomCrop(crop_size, padding): CIFAR's augmentation, for small images).
+  std::string train_crop = "random_resized_crop";
+  std::vector<double> scale{0.08, 1.0};             ///< area fraction range
+  std::vector<double> ratio{3.0 / 4.0, 4.0 / 3.0};  ///< aspect ratio (w/h) range
+  int64_t padding = 4;                              ///< random_crop's zero padding
 };
 
 struct DatasetConfig {

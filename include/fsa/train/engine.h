@@ -58,6 +58,18 @@ class TrainingMethod {
 
 /// What the loop trains and where it keeps the results.
 struct TrainingLoop {
+  TrainingLoop(const io::Config& config, std::string phase_name, uint64_t stream, uint64_t run_seed,
+               std::string folder, models::Backbone& network, torch::optim::Optimizer& opt,
+               std::vector<torch::Tensor> trained_params)
+      : cfg(&config),
+        phase(std::move(phase_name)),
+        generator_stream(stream),
+        seed(run_seed),
+        out_dir(std::move(folder)),
+        model(&network),
+        optimizer(&opt),
+        trained(std::move(trained_params)) {}
+
   const io::Config* cfg = nullptr;  ///< train.*, test.interval, checkpoint.*, log.*
   std::string phase;                ///< "phase_i", "phase_iii", ...: logs and checkpoints
   uint64_t generator_stream = 0;    ///< per-phase stream of the epoch generators
