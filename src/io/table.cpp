@@ -59,10 +59,25 @@ std::string adjusted(const Config& c, std::string name) {
 }
 
 std::string setting(const Config& c) {
-  auto s = fmt::format("{} IF {}, {}", c.dataset.name, c.dataset.imbalance_factor, c.model.name);
+  auto s =
+      is_list_dataset(c.dataset.name)
+          ? fmt::format("{} ({}), {}", c.dataset.name,
+                        fs::path(c.dataset.train_list).filename().string(), c.model.name)
+          : fmt::format("{} IF {}, {}", c.dataset.name, c.dataset.imbalance_factor, c.model.name);
   if (c.bf16_mixed()) s += ", bf16-mixed";
   if (c.channels_last()) s += ", channels-last";
   return s;
+}
+
+/// The config as YAML without what may differ between runs of one recipe.
+std::string recipe_of(Config c) {
+  c.random_seed = 0;
+  c.threads = 0;
+  c.device = "cpu";
+  c.checkpoint = {};
+  c.log = {};
+  c.finetune.analysis.clear();
+  return to_yaml(c);
 }
 
 ResultRow row_of(const nlohmann::json& m, const std::string& key, const std::string& run) {
@@ -138,16 +153,19 @@ std::vector<ResultRow> read_result_rows(const std::string& run_dir) {
     r.schedule = fmt::format("{} ep", c.train.num_epoch);
     r.setting = setting(c);
     r.seed = c.random_seed;
+    r.recipe = recipe_of(c);
     rows.push_back(r);
   }
   if (m.contains("phase_iii")) {
     const auto c3 = config_of("phase_iii");
     auto r = row_of(m["phase_iii"], "phase_iii", run_dir);
     const auto mode = c3.finetune.offline ? "offline" : "online";
+    r.recipe = recipe_of(c3);
     if (pipeline) {
       const auto c1 = config_of("phase_i");
       r.method = adjusted(c3, fmt::format("{} + FSA ({})", phase_i_method(c1), mode));
       r.schedule = fmt::format("{} + {} ep", c1.train.num_epoch, c3.train.num_epoch);
+      r.recipe += recipe_of(c1);
     } else {
       r.method = adjusted(c3, fmt::format("FSA ({})", mode));
       r.schedule = fmt::format("+{} ep", c3.train.num_epoch);
@@ -166,6 +184,7 @@ std::vector<ResultRow> read_result_rows(const std::string& run_dir) {
     r.schedule = method == "tau_norm" ? "no training" : fmt::format("+{} ep", c.train.num_epoch);
     r.setting = setting(c);
     r.seed = c.random_seed;
+    r.recipe = recipe_of(c);
     rows.push_back(r);
   }
   if (rows.empty()) {
@@ -178,16 +197,18 @@ std::vector<ResultRow> read_result_rows(const std::string& run_dir) {
 std::vector<ResultGroup> group_results(const std::vector<ResultRow>& rows) {
   std::vector<ResultGroup> groups;
   std::vector<std::vector<const ResultRow*>> members;
+  std::vector<std::string> recipes;
   for (const auto& r : rows) {
     size_t i = 0;
     while (i < groups.size() &&
            !(groups[i].method == r.method && groups[i].schedule == r.schedule &&
-             groups[i].setting == r.setting)) {
+             groups[i].setting == r.setting && recipes[i] == r.recipe)) {
       ++i;
     }
     if (i == groups.size()) {
       groups.push_back({r.method, r.schedule, r.setting, {}, {}, {}});
       members.emplace_back();
+      recipes.push_back(r.recipe);
     }
     groups[i].runs.push_back(r.run);
     if (r.seed) groups[i].seeds.push_back(*r.seed);
@@ -221,13 +242,18 @@ std::string results_markdown(const std::vector<ResultGroup>& groups) {
   for (size_t i = 0; i < result_columns().size(); ++i) os << " ---: |";
   os << "\n";
   for (const auto& g : groups) {
+    std::string names;
+    for (const auto& run : g.runs) {
+      names += (names.empty() ? "" : ", ") + fs::path(run).filename().string();
+    }
     os << "| " << g.method << " | " << g.schedule << " | " << g.setting << " | " << g.runs.size()
-       << " |";
+       << " (" << names << ") |";
     for (const auto& [name, title] : result_columns()) os << " " << cell(g, name) << " |";
     os << "\n";
   }
   os << "\nTop-1 accuracy (%) on the test split at each run's final epoch; a ± s: mean and "
-        "sample standard deviation over the runs of the same method, schedule and setting.\n";
+        "sample standard deviation over the runs of one recipe (the same config but for "
+        "random_seed, threads, device, checkpoint and log).\n";
   return os.str();
 }
 
@@ -251,8 +277,8 @@ std::string results_html(const std::vector<ResultGroup>& groups) {
     os << "</tr>\n";
   }
   os << "</table>\n<p>Top-1 accuracy (%) on the test split at each run's final epoch; a ± s: "
-        "mean and sample standard deviation over the runs of the same method, schedule and "
-        "setting.</p>\n"
+        "mean and sample standard deviation over the runs of one recipe (the same config but for "
+        "random_seed, threads, device, checkpoint and log).</p>\n"
         "</body></html>\n";
   return os.str();
 }

@@ -82,9 +82,22 @@ TEST(Table, PipelineAndSingleFoldersWithMeanAndStd) {
   const auto md = results_markdown(groups);
   EXPECT_NE(md.find("| Balanced Softmax + FSA (online) | 200 + 40 ep |"), std::string::npos);
   EXPECT_NE(md.find("76.00 ± 2.83"), std::string::npos) << md;
-  EXPECT_NE(md.find("| LDAM-DRW | 200 ep | CIFAR-10-LT IF 100, resnet32 | 1 | 77.00 |"),
+  EXPECT_NE(md.find("| LDAM-DRW | 200 ep | CIFAR-10-LT IF 100, resnet32 | 1 (ldam) | 77.00 |"),
             std::string::npos)
       << md;
+  EXPECT_NE(md.find("| 2 (bs1, bs2) |"), std::string::npos) << md;
+  // Another recipe of the same method (a different learning rate) is its own row.
+  const auto other = fs::path(dir.path()) / "bs3";
+  write(other / "phase_i" / "config.yaml",
+        config_yaml("random_seed: 1\ntrain: {num_epoch: 200, loss: balanced_softmax, "
+                    "optimizer: {name: SGD, kwargs: {lr: 0.05}}}"));
+  write(other / "phase_iii" / "config.yaml", config_yaml("random_seed: 1\ntrain: {num_epoch: 40}"));
+  write(other / "metrics.json",
+        nlohmann::json{{"phase_i", figures(0.6, 0.9, 0.5)}, {"phase_iii", figures(0.6, 0.8, 0.5)}}
+            .dump());
+  auto more = rows;
+  for (const auto& r : read_result_rows(other.string())) more.push_back(r);
+  EXPECT_EQ(group_results(more).size(), 6u);
   const auto html = results_html(groups);
   EXPECT_NE(html.find("<td class=\"n\">76.00 ± 2.83</td>"), std::string::npos);
 }

@@ -1,7 +1,7 @@
 // `fsa table`: the results table of several run folders, as Markdown and
 // HTML: method, schedule, top-1 overall, many/medium/few-shot, head/tail,
-// with mean ± standard deviation over the runs of the same method, schedule
-// and setting (typically several random_seed values of one recipe).
+// with mean ± standard deviation over the runs of one recipe (typically
+// several random_seed values of one config).
 #pragma once
 
 #include <cstdint>
@@ -19,13 +19,17 @@ struct ResultRow {
   std::string schedule;  ///< e.g. "200 ep", "200 + 40 ep", "+10 ep"
   std::string setting;   ///< dataset, imbalance factor, network, precision
   std::string run;       ///< the run folder
+  /// The resolved config(s) of the row less what does not define the recipe
+  /// (random_seed, threads, device, checkpoint.*, log.*): rows group only
+  /// when their recipes are equal.
+  std::string recipe;
   std::optional<uint64_t> seed;
   /// top1, many, medium, few, head, tail: fractions in [0, 1], or nullopt
   /// where the group is empty.
   std::map<std::string, std::optional<double>> figures;
 };
 
-/// A group of rows with the same method, schedule and setting.
+/// A group of rows with the same method, schedule, setting and recipe.
 struct ResultGroup {
   std::string method, schedule, setting;
   std::vector<std::string> runs;
@@ -43,7 +47,7 @@ const std::vector<std::pair<std::string, std::string>>& result_columns();
 /// std::runtime_error naming the file when either is missing or unreadable.
 std::vector<ResultRow> read_result_rows(const std::string& run_dir);
 
-/// Rows grouped by (method, schedule, setting), in first-seen order.
+/// Rows grouped by (method, schedule, setting, recipe), in first-seen order.
 std::vector<ResultGroup> group_results(const std::vector<ResultRow>& rows);
 
 /// The table as GitHub Markdown; percentages with two decimals, "a ± s"
