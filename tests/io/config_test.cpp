@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <set>
 #include <yaml-cpp/yaml.h>
 
 #include "test_util.h"
@@ -305,6 +306,27 @@ dataset:
   EXPECT_NE(error_of(lf + "{scale: [0, 1]}}").find("0 < min"), std::string::npos);
   EXPECT_NE(error_of(lf + "{padding: -1}}").find("'dataset.transform.padding'"),
             std::string::npos);
+}
+
+TEST(Config, EveryMethodRecipeIsInTheReadmesMethodList) {
+  // configs/methods/<dataset>_lt_im100_<method>.yaml: the README's Methods
+  // table names each <method> as "_<method>.yaml", and each recipe exists for
+  // both CIFAR-10-LT and CIFAR-100-LT.
+  const auto readme = testing::read_text(FSA_SOURCE_DIR "/README.md");
+  const auto methods = readme.substr(readme.find("## Methods"));
+  std::set<std::string> c10, c100;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(FSA_SOURCE_DIR "/configs/methods")) {
+    const auto name = entry.path().filename().string();
+    const auto cut = name.find("_lt_im100_");
+    ASSERT_NE(cut, std::string::npos) << name;
+    const auto method = name.substr(cut + 10);  // "<method>.yaml"
+    (name.rfind("cifar100", 0) == 0 ? c100 : c10).insert(method);
+    EXPECT_NE(methods.find("_" + method + "`"), std::string::npos)
+        << method << " is not in README.md's Methods table";
+  }
+  EXPECT_EQ(c10, c100);
+  EXPECT_GE(c10.size(), 12u);
 }
 
 TEST(Config, ShippedConfigsParse) {
