@@ -59,7 +59,8 @@ class Criterion {
   /// `epoch`, a float scalar. With class weights w, cross_entropy, ldam and
   /// balanced_softmax are PyTorch's weighted mean Σ_i w_{y_i} l_i / Σ_i w_{y_i}
   /// (F.cross_entropy(weight=w)); focal is the plain mean of w_{y_i} l_i, as
-  /// in Cao et al.'s FocalLoss.
+  /// Cao et al.'s FocalLoss averages, with p_t the target's softmax
+  /// probability (their code takes exp(−w_y·CE), which differs once weighted).
   torch::Tensor operator()(const torch::Tensor& logits, const torch::Tensor& targets,
                            int64_t epoch) const;
 
