@@ -181,10 +181,16 @@ std::vector<ResultRow> read_result_rows(const std::string& run_dir) {
     r.method = adjusted(c, method == "crt"   ? std::string("cRT")
                            : method == "lws" ? std::string("LWS")
                                              : fmt::format("τ-norm (τ = {})", c.decoupling.tau));
+    r.recipe = recipe_of(c);
+    // The Phase I network it sits on (written by fsa decouple beside its config).
+    if (fs::exists(dir / "phase_i_config.yaml")) {
+      const auto source = read_config(dir / "phase_i_config.yaml");
+      r.method += " on " + phase_i_method(source);
+      r.recipe += recipe_of(source);
+    }
     r.schedule = method == "tau_norm" ? "no training" : fmt::format("+{} ep", c.train.num_epoch);
     r.setting = setting(c);
     r.seed = c.random_seed;
-    r.recipe = recipe_of(c);
     rows.push_back(r);
   }
   if (rows.empty()) {

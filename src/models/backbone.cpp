@@ -56,10 +56,12 @@ torch::Tensor Backbone::features(const torch::Tensor& x, const std::string& cam_
 }
 
 void Backbone::use_cosine_classifier() {
+  const auto options = fc_->weight.options();  // the new layer stays on the old one's device
   const auto& o = fc_->options;
   fc_ = replace_module(classifier_name_,
                        torch::nn::Linear(torch::nn::LinearOptions(o.in_features(), o.out_features())
                                              .bias(false)));
+  fc_->to(options.device(), options.dtype().toScalarType());
   // Unit-norm rows from U(−1, 1), as Cao et al.'s NormedLinear initialises.
   torch::NoGradGuard no_grad;
   fc_->weight.uniform_(-1.0, 1.0);

@@ -248,6 +248,15 @@ Workspace make_workspace(const io::Config& cfg) {
   torch::manual_seed(ws.seed);
   ws.data = data::load_long_tail_dataset(cfg.dataset, cfg.finetune, ws.seed, threads);
   detail::build_model(cfg, ws);  // an unknown model or CAM layer fails here, before any output
+  if (cfg.test.logit_adjust_tau != 0) {
+    for (size_t c = 0; c < ws.data.class_counts.size(); ++c) {
+      if (ws.data.class_counts[c] < 1) {
+        throw io::ConfigError(fmt::format(
+            "config {}: key 'test.logit_adjust_tau': class {} has no training image, so its prior "
+            "log π is −∞; logit adjustment needs every class in the training set", cfg.source, c));
+      }
+    }
+  }
   if (ws.device.is_cuda()) {
     // Fixed shapes every batch: let cuDNN pick the fastest convolution once.
     at::globalContext().setBenchmarkCuDNN(true);

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "fsa/data/inputs.h"
+#include "fsa/io/files.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/engine.h"
 #include "fsa/train/loss.h"
@@ -121,6 +122,11 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
                     "resume (its runs are short); run it again",
                     cfg.source));
   }
+  if (method_name == "lws" && cfg.model.classifier == "cosine") {
+    throw io::ConfigError(fmt::format("config {}: key 'decoupling.method': lws scales classifier "
+                                      "rows, which a cosine classifier normalises again; use crt",
+                                      cfg.source));
+  }
   if (method_name == "tau_norm" && cfg.model.classifier == "cosine") {
     throw io::ConfigError(
         fmt::format("config {}: key 'decoupling.method': tau_norm rescales "
@@ -137,6 +143,8 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
   auto model = detail::build_model(cfg, ws);
   const auto phase_i = load_checkpoint(checkpoint, *model, nullptr);
   detail::prepare_out_dir(out_dir, cfg);
+  // The Phase I recipe, so that `fsa table` names what the classifier sits on.
+  io::write_file_atomic((fs::path(out_dir) / "phase_i_config.yaml").string(), info.config);
   const auto layer = model->stage_names().back();
   const auto test_maps =
       detail::test_features(*model, ws, layer, cfg.test.batch_size, cfg.bf16_mixed());

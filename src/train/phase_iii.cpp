@@ -164,6 +164,12 @@ class FineTuneHead : public TrainingMethod {
 }  // namespace
 
 void validate_phase_iii(const io::Config& cfg) {
+  if (cfg.train.sampler.name != "instance_balanced") {
+    throw io::ConfigError(fmt::format(
+        "config {}: key 'train.sampler': Phase III draws its own balanced groups (METHOD.md), so "
+        "a sampler ({}) would be ignored; set train.sampler under phase_i only", cfg.source,
+        cfg.train.sampler.name));
+  }
   const int64_t group = 2 * (1 + cfg.finetune.Na);
   if (cfg.train.batch_size < group) {
     throw io::ConfigError(fmt::format(

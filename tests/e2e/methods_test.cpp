@@ -198,6 +198,10 @@ TEST_F(Methods, CrtRetrainsOnlyAFreshClassifier) {
   EXPECT_EQ(m["method"], "crt");
   EXPECT_EQ(m["history"].size(), 2u);
   expect_test_reproduces("crt", "decouple");
+  // The table names the Phase I network the classifier sits on.
+  std::string out;
+  ASSERT_EQ(fsa("table " + path("crt"), &out), 0) << out;
+  EXPECT_NE(out.find("| cRT on CE | +2 ep |"), std::string::npos) << out;
 }
 
 TEST_F(Methods, CrtStartsFromTheSeededDefaultInitialisation) {
@@ -256,6 +260,20 @@ TEST_F(Methods, TauNormWeightNorms) {
                 &out),
             2);
   EXPECT_NE(out.find("no 'decouple' section"), std::string::npos) << out;
+  // LWS on a cosine classifier would be undone by its normalisation.
+  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --method lws --set model.classifier=cosine --out " + path("bad"),
+                &out),
+            2);
+  EXPECT_NE(out.find("lws scales classifier rows"), std::string::npos) << out;
+  // Phase III draws its own groups: a sampler for it is refused, not ignored.
+  ASSERT_EQ(fsa("run --config " + path("recipe.yaml") +
+                    " --set train.sampler=class_balanced "
+                    "--out " +
+                    path("bad"),
+                &out),
+            2);
+  EXPECT_NE(out.find("Phase III draws its own balanced groups"), std::string::npos) << out;
   // τ belongs to tau_norm alone.
   EXPECT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
                     " --method crt --set decoupling.tau=1 --out " + path("bad"),
