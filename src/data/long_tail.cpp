@@ -65,6 +65,38 @@ std::vector<int64_t> subsample_long_tail(const std::vector<int64_t>& labels,
   return kept;
 }
 
+HoldOut hold_out_validation(const std::vector<int64_t>& labels, int64_t num_classes,
+                            double fraction, uint64_t seed) {
+  if (!(fraction >= 0 && fraction <= 0.5)) {
+    throw std::invalid_argument(
+        fmt::format("the validation fraction must lie in [0, 0.5], got {}", fraction));
+  }
+  std::vector<std::vector<int64_t>> per_class(num_classes);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] < 0 || labels[i] >= num_classes) {
+      throw std::invalid_argument(fmt::format("label {} of image {} is outside [0, {})",
+                                              labels[i], i, num_classes));
+    }
+    per_class[labels[i]].push_back(int64_t(i));
+  }
+  // Its own stream: the same seed's subsampling shuffle stays independent.
+  std::mt19937_64 rng(seed ^ 0x76616c6964617465ULL);  // "validate"
+  HoldOut out;
+  for (auto& v : per_class) {
+    const auto n = static_cast<int64_t>(v.size());
+    int64_t k = 0;
+    if (fraction > 0 && n >= 2) {
+      k = std::clamp<int64_t>(std::llround(fraction * double(n)), 1, n - 1);
+    }
+    std::shuffle(v.begin(), v.end(), rng);
+    out.val.insert(out.val.end(), v.begin(), v.begin() + k);
+    out.train.insert(out.train.end(), v.begin() + k, v.end());
+  }
+  std::sort(out.train.begin(), out.train.end());
+  std::sort(out.val.begin(), out.val.end());
+  return out;
+}
+
 std::vector<bool> head_classes(const std::vector<int64_t>& counts, double head_ratio,
                                const std::vector<int64_t>& explicit_head) {
   const auto num_classes = static_cast<int64_t>(counts.size());
@@ -321,6 +353,7 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     const auto names = list_class_names(lists.train);
     out.train = file_set(lists.train, names);
     out.test = file_set(lists.test, names);
+    if (lists.val.size() > 0) out.val = file_set(lists.val, names);
     if (d.max_test_per_class > 0) out.test = limit_per_class(out.test, d.max_test_per_class);
     kept.resize(static_cast<size_t>(out.train.size()));
     std::iota(kept.begin(), kept.end(), 0);
@@ -328,6 +361,7 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
       kept = decodable(out.train, "training");
       out.train = out.train.select(to_tensor(kept));
       out.test = out.test.select(to_tensor(decodable(out.test, "test")));
+      if (out.val.size() > 0) out.val = out.val.select(to_tensor(decodable(out.val, "validation")));
     }
     mean = kImageNetMean;
     std = kImageNetStd;
@@ -345,6 +379,16 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     kept = subsample_long_tail(labels, full_train.num_classes(), d.imbalance_factor, seed);
     out.train = full_train.select(to_tensor(kept));
     if (d.max_test_per_class > 0) out.test = limit_per_class(out.test, d.max_test_per_class);
+  }
+  if (d.val_fraction > 0) {
+    const auto split_at = hold_out_validation(to_vector(out.train.labels), out.num_classes(),
+                                              d.val_fraction, seed);
+    out.val = out.train.select(to_tensor(split_at.val));
+    out.train = out.train.select(to_tensor(split_at.train));
+    std::vector<int64_t> trained;
+    trained.reserve(split_at.train.size());
+    for (auto i : split_at.train) trained.push_back(kept[static_cast<size_t>(i)]);
+    kept = std::move(trained);
   }
   out.source_indices = kept;
   const auto train_labels = to_vector(out.train.labels);
@@ -365,6 +409,9 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
   if (!out.file_backed() && out.train.images.size(2) == 28 && out.train.images.size(3) == 28) {
     out.train.images = torch::constant_pad_nd(out.train.images, {2, 2, 2, 2}, 0);
     out.test.images = torch::constant_pad_nd(out.test.images, {2, 2, 2, 2}, 0);
+    if (out.val.size() > 0) {
+      out.val.images = torch::constant_pad_nd(out.val.images, {2, 2, 2, 2}, 0);
+    }
   }
   const auto channels = out.file_backed() ? 3 : out.train.images.size(1);
   if (!d.mean.empty()) {

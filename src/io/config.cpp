@@ -559,7 +559,16 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
     }
     n.finish();
     c.dataset.max_test_per_class = d.get_int("max_test_per_class", 0, 0);
+    c.dataset.val_fraction = d.get_double("val_fraction", 0);
+    if (!(c.dataset.val_fraction >= 0 && c.dataset.val_fraction <= 0.5)) {
+      d.fail("dataset.val_fraction", fmt::format("a fraction in [0, 0.5] of each class's training "
+                                                 "images, got {}", c.dataset.val_fraction));
+    }
     parse_list_dataset(d, c.dataset);
+    if (c.dataset.val_fraction > 0 && !c.dataset.val_list.empty()) {
+      d.fail("dataset.val_fraction", "0 when dataset.val_list names the validation split "
+                                     "(give one of the two)");
+    }
     d.finish();
   }
   {
@@ -669,9 +678,14 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
       d.fail("decoupling.tau", fmt::format("no value: only tau_norm has τ, the method is {}",
                                            c.decoupling.method));
     }
-    c.decoupling.tau = d.get_double("tau", c.decoupling.tau);
-    if (c.decoupling.tau < 0) {
-      d.fail("decoupling.tau", fmt::format("a number >= 0, got {}", c.decoupling.tau));
+    // τ: a number, or `search` (the best of kTauGrid on the validation split).
+    c.decoupling.tau_search = d.has("tau") && d.get_string("tau", "") == "search";
+    if (!c.decoupling.tau_search) {
+      c.decoupling.tau = d.get<double>("tau", c.decoupling.tau, "a number >= 0 or 'search'");
+      if (!(c.decoupling.tau >= 0) || !std::isfinite(c.decoupling.tau)) {
+        d.fail("decoupling.tau",
+               fmt::format("a number >= 0 or 'search', got {}", c.decoupling.tau));
+      }
     }
     d.finish();
   }
@@ -751,6 +765,7 @@ std::string to_yaml(const Config& c) {
   e << YAML::Key << "std" << YAML::Value << YAML::Flow << c.dataset.std;
   e << YAML::EndMap;
   e << YAML::Key << "max_test_per_class" << YAML::Value << c.dataset.max_test_per_class;
+  e << YAML::Key << "val_fraction" << YAML::Value << c.dataset.val_fraction;
   if (is_list_dataset(c.dataset.name)) {
     const auto& d = c.dataset;
     e << YAML::Key << "train_list" << YAML::Value << d.train_list;
@@ -858,7 +873,14 @@ std::string to_yaml(const Config& c) {
   e << YAML::EndMap;
   e << YAML::Key << "decoupling" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "method" << YAML::Value << c.decoupling.method;
-  if (c.decoupling.method == "tau_norm") e << YAML::Key << "tau" << YAML::Value << c.decoupling.tau;
+  if (c.decoupling.method == "tau_norm") {
+    e << YAML::Key << "tau" << YAML::Value;
+    if (c.decoupling.tau_search) {
+      e << "search";
+    } else {
+      e << c.decoupling.tau;
+    }
+  }
   e << YAML::EndMap;
   e << YAML::Key << "feature" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "cam_layers" << YAML::Value << c.feature.cam_layer;

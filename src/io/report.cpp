@@ -42,6 +42,7 @@ struct Phase {
   double top1 = 0;
   OptDouble head, tail, many, medium, few, loss, best_top1;
   std::optional<int64_t> best_epoch;
+  std::string selected_on = "test";              // the split that chose best_epoch
   std::string mode;                             // Phase III: "online"/"offline"
   std::vector<OptDouble> per_class;             // fraction, nullopt: no test image
   std::vector<std::vector<int64_t>> confusion;  // [C][C] or empty
@@ -159,6 +160,9 @@ Phase read_phase(const Reader& r, const json& j, const std::string& key, const s
     p.best_epoch = r.integer(j["best_epoch"], key + ".best_epoch");
   }
   p.mode = r.string(j, "mode", key + ".mode");
+  if (j.contains("best_selected_on")) {
+    p.selected_on = r.string(j, "best_selected_on", key + ".best_selected_on");
+  }
   if (!j.contains("per_class")) r.fail(key, "has no 'per_class'");
   const auto& pc = r.array(j["per_class"], key + ".per_class");
   r.check_length(pc, num_classes, key + ".per_class");
@@ -740,8 +744,8 @@ Plot curves_plot(const Phase& p, const fs::path& out) {
                      *p.best_epoch);
     const bool right_half = 2 * (*p.best_epoch - e0) > e1 - e0;
     s += fmt::format("set label 1 {} at {},graph 0.06 {} offset {},0 tc rgb '#555555'\n",
-                     gp_quote(fmt::format("best on test {:.2f}% @ {}", 100 * *p.best_top1,
-                                          *p.best_epoch)),
+                     gp_quote(fmt::format("best on {} @ {}: test {:.2f}%", p.selected_on,
+                                          *p.best_epoch, 100 * *p.best_top1)),
                      *p.best_epoch, right_half ? "right" : "left", right_half ? -0.5 : 0.5);
   }
   s += fmt::format(
@@ -954,13 +958,15 @@ std::string render_html(const RunMetrics& m, const std::vector<int64_t>& order,
   metric_row("many-shot (&gt;100 images)", &Phase::many);
   metric_row("medium-shot (20&ndash;100)", &Phase::medium);
   metric_row("few-shot (&lt;20)", &Phase::few);
-  // Chosen on the test split (fsa's loop has no validation split yet): an
-  // optimistic figure, so the table says so; the rows above are the final epoch.
-  metric_row("best top-1 during training (epoch chosen on the test split)", &Phase::best_top1);
+  // The best epoch is chosen on the validation split when the run had one,
+  // else on the test split (an optimistic figure, so the table says which);
+  // the rows above are the final epoch.
+  metric_row("test top-1 at the best epoch", &Phase::best_top1);
   {
-    h += "<tr><td>best epoch</td>";
+    h += "<tr><td>best epoch (chosen on)</td>";
     for (const auto& p : m.phases) {
-      h += "<td class=\"num\">" + (p.best_epoch ? std::to_string(*p.best_epoch) : "&ndash;") +
+      h += "<td class=\"num\">" +
+           (p.best_epoch ? fmt::format("{} ({})", *p.best_epoch, p.selected_on) : "&ndash;") +
            "</td>";
     }
     if (compare) h += "<td></td>";

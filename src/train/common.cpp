@@ -153,15 +153,13 @@ std::optional<double> resident_mib() {
   return std::nullopt;
 }
 
-/// Feature maps of the whole test set at the CAM layer, computed once: f is
-/// frozen in Phase III, so each epoch's test needs only the head.
-/// With `bf16_mixed`, f runs under autocast and the maps are kept as float32.
-torch::Tensor test_features(models::Backbone& model, const Workspace& ws,
-                            const std::string& layer, int64_t batch, bool bf16_mixed) {
+torch::Tensor split_features(models::Backbone& model, const Workspace& ws,
+                             const data::ImageSet& split, const std::string& layer, int64_t batch,
+                             bool bf16_mixed) {
   torch::NoGradGuard no_grad;
   model.eval();
   std::vector<torch::Tensor> out;
-  data::SequentialBatches input(ws.data, ws.data.test, batch, ws.device);
+  data::SequentialBatches input(ws.data, split, batch, ws.device);
   while (auto b = input.next()) {
     AutocastGuard autocast(ws.device, bf16_mixed);
     out.push_back(model.features(b->inputs, layer).to(torch::kFloat32));
@@ -169,33 +167,67 @@ torch::Tensor test_features(models::Backbone& model, const Workspace& ws,
   return torch::cat(out, 0);
 }
 
-eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& features,
-                           const Workspace& ws, const std::string& layer, int64_t batch,
-                           bool bf16_mixed, double logit_adjust_tau) {
-  torch::NoGradGuard no_grad;
-  const auto log_prior = logit_adjust_tau != 0
-                             ? log_class_prior(ws.data.class_counts).to(ws.device)
-                             : torch::Tensor();
-  eval::AccuracyMeter meter(ws.data.num_classes());
-  auto loss_sum =
-      torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(ws.device));
-  const auto n = features.size(0);
-  auto labels = ws.data.test.labels.to(ws.device);
-  for (int64_t s = 0; s < n; s += batch) {
-    const auto len = std::min(batch, n - s);
-    torch::Tensor logits;
-    {
-      AutocastGuard autocast(ws.device, bf16_mixed);
-      logits = model.head(features.narrow(0, s, len), layer).to(torch::kFloat32);
-    }
-    if (log_prior.defined()) logits = adjust_logits(logits, log_prior, logit_adjust_tau);
-    auto y = labels.narrow(0, s, len);
-    loss_sum += torch::nn::functional::cross_entropy(
-        logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-    meter.update(logits, y);
+SplitFeatures evaluation_features(models::Backbone& model, const Workspace& ws,
+                                  const std::string& layer, int64_t batch, bool bf16_mixed) {
+  SplitFeatures maps;
+  maps.test = split_features(model, ws, ws.data.test, layer, batch, bf16_mixed);
+  if (ws.data.val.size() > 0) {
+    maps.val = split_features(model, ws, ws.data.val, layer, batch, bf16_mixed);
   }
-  return eval::make_report(meter, ws.data.class_counts, ws.data.head,
-                           n ? loss_sum.item<double>() / n : 0.0);
+  return maps;
+}
+
+const data::ImageSet& split_images(const data::LongTailDataset& data, Split split) {
+  return split == Split::kTest ? data.test : data.val;
+}
+
+namespace {
+
+/// The report over the batches `next` yields (float32 logits [B, C] and
+/// int64 labels [B] on `device`, nullopt after the last): mean
+/// cross-entropy and accuracies, the logits first adjusted by τ·log π when
+/// `logit_adjust_tau` is not 0 (Menon et al. 2021).
+template <typename NextBatch>
+eval::Report accumulate_report(const data::LongTailDataset& train, torch::Device device,
+                               double logit_adjust_tau, NextBatch next) {
+  torch::NoGradGuard no_grad;
+  const auto log_prior =
+      logit_adjust_tau != 0 ? log_class_prior(train.class_counts).to(device) : torch::Tensor();
+  eval::AccuracyMeter meter(train.num_classes());
+  auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
+  int64_t n = 0;
+  while (auto batch = next()) {
+    auto& [logits, labels] = *batch;
+    if (log_prior.defined()) logits = adjust_logits(logits, log_prior, logit_adjust_tau);
+    loss_sum += torch::nn::functional::cross_entropy(
+        logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    meter.update(logits, labels);
+    n += labels.size(0);
+  }
+  return eval::make_report(meter, train.class_counts, train.head,
+                           n ? loss_sum.item<double>() / double(n) : 0.0);
+}
+
+}  // namespace
+
+eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& features,
+                           const torch::Tensor& labels, const Workspace& ws,
+                           const std::string& layer, int64_t batch, bool bf16_mixed,
+                           double logit_adjust_tau) {
+  const auto n = features.size(0);
+  const auto targets = labels.to(ws.device);
+  int64_t s = 0;
+  return accumulate_report(
+      ws.data, ws.device, logit_adjust_tau,
+      [&]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
+        if (s >= n) return std::nullopt;
+        const auto len = std::min(batch, n - s);
+        AutocastGuard autocast(ws.device, bf16_mixed);
+        auto logits = model.head(features.narrow(0, s, len), layer).to(torch::kFloat32);
+        auto y = targets.narrow(0, s, len);
+        s += len;
+        return std::pair{logits, y};
+      });
 }
 
 PhaseResult phase_result(const FitResult& fitted, const io::Config& cfg, const Workspace& ws) {
@@ -207,6 +239,8 @@ PhaseResult phase_result(const FitResult& fitted, const io::Config& cfg, const W
   result.metrics["best_top1"] = fitted.best_top1;
   result.metrics["best_epoch"] = fitted.best_epoch;
   result.metrics["best_selected_on"] = fitted.selected_on;
+  if (fitted.best_val_top1) result.metrics["best_val_top1"] = *fitted.best_val_top1;
+  if (ws.data.val.size() > 0) result.metrics["val_images"] = ws.data.val.size();
   result.metrics["final_epoch"] = cfg.train.num_epoch;
   result.metrics["history"] = fitted.history;
   result.metrics["class_names"] = ws.data.train.class_names;
@@ -263,15 +297,24 @@ Workspace make_workspace(const io::Config& cfg) {
     if (!ws.data.file_backed()) {  // small images live on the GPU; files are decoded per batch
       ws.data.train.images = ws.data.train.images.to(ws.device);
       ws.data.test.images = ws.data.test.images.to(ws.device);
+      if (ws.data.val.size() > 0) ws.data.val.images = ws.data.val.images.to(ws.device);
     }
   }
   const auto [min_count, max_count] =
       std::minmax_element(ws.data.class_counts.begin(), ws.data.class_counts.end());
   spdlog::info("{}: {} training images in {} classes (imbalance factor {:.4g}, {} head classes), "
-               "{} test images; {} threads on {}, precision {}, memory format {}",
+               "{} test images{}; {} threads on {}, precision {}, memory format {}",
                cfg.dataset.name, ws.data.train.size(), ws.data.num_classes(),
                double(*max_count) / double(*min_count),
                std::count(ws.data.head.begin(), ws.data.head.end(), true), ws.data.test.size(),
+               ws.data.val.size() > 0
+                   ? fmt::format(", {} validation images ({}; they choose the best epoch)",
+                                 ws.data.val.size(),
+                                 cfg.dataset.val_list.empty()
+                                     ? fmt::format("{:g} of each class held out of training",
+                                                   cfg.dataset.val_fraction)
+                                     : "dataset.val_list")
+                   : std::string(),
                threads, ws.device.str(), cfg.precision, cfg.memory_format);
   return ws;
 }
@@ -281,26 +324,15 @@ eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
                       int64_t batch_size, bool bf16_mixed, double logit_adjust_tau) {
   torch::NoGradGuard no_grad;
   model.eval();
-  const auto log_prior =
-      logit_adjust_tau != 0 ? log_class_prior(train.class_counts).to(device) : torch::Tensor();
-  eval::AccuracyMeter meter(train.num_classes());
-  auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
-  const auto n = test.size();
   data::SequentialBatches input(train, test, batch_size, device);
-  while (auto batch = input.next()) {
-    const auto& y = batch->labels;
-    torch::Tensor logits;
-    {
-      AutocastGuard autocast(device, bf16_mixed);
-      logits = model.forward(batch->inputs).to(torch::kFloat32);
-    }
-    if (log_prior.defined()) logits = adjust_logits(logits, log_prior, logit_adjust_tau);
-    loss_sum += torch::nn::functional::cross_entropy(
-        logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-    meter.update(logits, y);
-  }
-  return eval::make_report(meter, train.class_counts, train.head,
-                           n ? loss_sum.item<double>() / n : 0.0);
+  return detail::accumulate_report(
+      train, device, logit_adjust_tau,
+      [&]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
+        auto batch = input.next();
+        if (!batch) return std::nullopt;
+        AutocastGuard autocast(device, bf16_mixed);
+        return std::pair{model.forward(batch->inputs).to(torch::kFloat32), batch->labels};
+      });
 }
 
 nlohmann::json report_json(const eval::Report& r, const std::vector<int64_t>& class_counts) {

@@ -5,6 +5,7 @@
 #include <torch/nn/functional/linear.h>
 
 #include <filesystem>
+#include <yaml-cpp/yaml.h>
 
 #include "fsa/data/inputs.h"
 #include "fsa/io/files.h"
@@ -25,12 +26,12 @@ namespace {
 class ClassifierRetraining : public TrainingMethod {
  public:
   ClassifierRetraining(const io::Config& cfg, Workspace& ws, models::Backbone& model,
-                       const torch::Tensor& test_maps)
+                       const detail::SplitFeatures& eval_maps)
       : cfg_(cfg),
         ws_(ws),
         model_(model),
         layer_(model.stage_names().back()),
-        test_maps_(test_maps),
+        eval_maps_(eval_maps),
         input_(ws.data, cfg.train.batch_size, ws.seed, ws.device, cfg.train.sampler.name,
                cfg.train.num_epoch),
         criterion_(cfg.train.loss, ws.data.class_counts, ws.device) {
@@ -88,9 +89,11 @@ class ClassifierRetraining : public TrainingMethod {
     if (base_bias_.defined()) fc->bias.copy_(base_bias_ * s);
   }
 
-  eval::Report evaluate() override {
-    return detail::evaluate_head(model_, test_maps_, ws_, layer_, cfg_.test.batch_size,
-                                 cfg_.bf16_mixed(), cfg_.test.logit_adjust_tau);
+  eval::Report evaluate(Split split) override {
+    return detail::evaluate_head(model_, eval_maps_.of(split),
+                                 detail::split_images(ws_.data, split).labels, ws_, layer_,
+                                 cfg_.test.batch_size, cfg_.bf16_mixed(),
+                                 cfg_.test.logit_adjust_tau);
   }
 
  private:
@@ -98,14 +101,28 @@ class ClassifierRetraining : public TrainingMethod {
   Workspace& ws_;
   models::Backbone& model_;
   std::string layer_;
-  const torch::Tensor& test_maps_;
+  const detail::SplitFeatures& eval_maps_;
   data::TrainingBatches input_;
   Criterion criterion_;
   int64_t epoch_ = 0;
   torch::Tensor base_weight_, base_bias_, scales_;  // LWS
 };
 
+/// Sets the classifier to the τ-normalised `weight` (no bias).
+void set_tau_normalized(models::Backbone& model, const torch::Tensor& weight, double tau) {
+  torch::NoGradGuard no_grad;
+  auto& fc = model.classifier();
+  fc->weight.copy_(tau_normalize(weight, tau));
+  if (fc->bias.defined()) fc->bias.zero_();
+}
+
 }  // namespace
+
+std::vector<double> tau_grid() {
+  std::vector<double> grid;
+  for (int i = 0; i <= 20; ++i) grid.push_back(i / 10.0);
+  return grid;
+}
 
 torch::Tensor tau_normalize(const torch::Tensor& weight, double tau) {
   const auto norms = weight.norm(2, /*dim=*/1, /*keepdim=*/true);
@@ -134,11 +151,39 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
                     "anyway; use crt or lws",
                     cfg.source));
   }
+  if (method_name == "tau_norm" && cfg.decoupling.tau_search && ws.data.val.size() == 0) {
+    throw io::ConfigError(fmt::format(
+        "config {}: key 'decoupling.tau': 'search' chooses τ on the validation split, and this "
+        "dataset has none; set dataset.val_fraction (or dataset.val_list for a list-file "
+        "dataset), or give τ", cfg.source));
+  }
   const auto info = read_checkpoint_info(checkpoint);
   if (info.phase != "phase_i") {
     throw CheckpointError(fmt::format("checkpoint '{}' is a {} checkpoint; fsa decouple re-learns "
                                       "the classifier of a Phase I network (fsa train's "
                                       "checkpoints)", checkpoint, info.phase));
+  }
+  if (ws.data.val.size() > 0 && cfg.dataset.val_list.empty()) {
+    // The split is held out of training now; was it held out of Phase I's?
+    // (The same fraction and seed hold out the same images.)
+    double fraction = 0;
+    std::optional<uint64_t> seed;
+    try {
+      const auto recorded = YAML::Load(info.config);
+      if (recorded["dataset"]["val_fraction"]) {
+        fraction = recorded["dataset"]["val_fraction"].as<double>();
+      }
+      if (recorded["random_seed"]) seed = recorded["random_seed"].as<uint64_t>();
+    } catch (const YAML::Exception&) {
+    }
+    if (fraction != cfg.dataset.val_fraction || seed != ws.seed) {
+      spdlog::warn("decouple: the Phase I network '{}' was trained with dataset.val_fraction {} "
+                   "(random_seed {}), so on the images now held out for validation "
+                   "(val_fraction {}, random_seed {}); its validation figures flatter it: train "
+                   "Phase I with the same val_fraction and seed",
+                   checkpoint, fraction, seed ? std::to_string(*seed) : "unknown",
+                   cfg.dataset.val_fraction, ws.seed);
+    }
   }
   auto model = detail::build_model(cfg, ws);
   const auto phase_i = load_checkpoint(checkpoint, *model, nullptr);
@@ -146,22 +191,41 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
   // The Phase I recipe, so that `fsa table` names what the classifier sits on.
   io::write_file_atomic((fs::path(out_dir) / "phase_i_config.yaml").string(), info.config);
   const auto layer = model->stage_names().back();
-  const auto test_maps =
-      detail::test_features(*model, ws, layer, cfg.test.batch_size, cfg.bf16_mixed());
+  const auto eval_maps =
+      detail::evaluation_features(*model, ws, layer, cfg.test.batch_size, cfg.bf16_mixed());
   spdlog::info("decouple ({}): on the frozen Phase I network '{}' (epoch {})", method_name,
                checkpoint, phase_i.epoch);
 
   PhaseResult result;
   if (method_name == "tau_norm") {
-    {
-      torch::NoGradGuard no_grad;
-      auto& fc = model->classifier();
-      fc->weight.copy_(tau_normalize(fc->weight, cfg.decoupling.tau));
-      if (fc->bias.defined()) fc->bias.zero_();
-    }
     model->eval();
-    result.report = detail::evaluate_head(*model, test_maps, ws, layer, cfg.test.batch_size,
-                                          cfg.bf16_mixed(), cfg.test.logit_adjust_tau);
+    const auto phase_i_weight = model->classifier()->weight.detach().clone();
+    auto report_on = [&](Split split) {
+      return detail::evaluate_head(*model, eval_maps.of(split),
+                                   detail::split_images(ws.data, split).labels, ws, layer,
+                                   cfg.test.batch_size, cfg.bf16_mixed(),
+                                   cfg.test.logit_adjust_tau);
+    };
+    double tau = cfg.decoupling.tau;
+    if (cfg.decoupling.tau_search) {
+      nlohmann::json searched = nlohmann::json::array();
+      double best = -1;
+      for (const double t : tau_grid()) {
+        set_tau_normalized(*model, phase_i_weight, t);
+        const auto val = report_on(Split::kValidation);
+        searched.push_back({{"tau", t}, {"val_top1", val.top1}});
+        if (val.top1 > best) {  // strictly: the smallest τ on ties
+          best = val.top1;
+          tau = t;
+        }
+      }
+      spdlog::info("decouple (tau_norm): τ = {:g} has the best validation top-1 ({:.2f}%) of "
+                   "τ = 0, 0.1, ..., 2", tau, 100 * best);
+      result.metrics["tau_search"] = searched;
+      result.metrics["val_top1"] = best;
+    }
+    set_tau_normalized(*model, phase_i_weight, tau);
+    result.report = report_on(Split::kTest);
     CheckpointInfo info;
     info.phase = "decouple";
     info.config = io::to_yaml(cfg);
@@ -169,18 +233,20 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
     result.checkpoint = (fs::path(out_dir) / "checkpoints" / "last.pt").string();
     fs::create_directories(fs::path(result.checkpoint).parent_path());
     save_checkpoint(result.checkpoint, *model, nullptr, info);
-    result.metrics = report_json(result.report, ws.data.class_counts);
-    result.metrics["tau"] = cfg.decoupling.tau;
+    result.metrics.update(report_json(result.report, ws.data.class_counts));
+    result.metrics["tau"] = tau;
+    result.metrics["tau_selected_on"] = cfg.decoupling.tau_search ? "validation" : "config";
   } else {
     if (method_name == "crt") {
       torch::manual_seed(ws.seed);  // the fresh classifier depends on the seed alone
       model->classifier()->reset_parameters();
       if (model->cosine_classifier()) model->use_cosine_classifier();
     }
-    ClassifierRetraining method(cfg, ws, *model, test_maps);
+    ClassifierRetraining method(cfg, ws, *model, eval_maps);
     auto optimizer = make_optimizer(cfg.train.optimizer, method.trained());
     TrainingLoop loop(cfg, "decouple", /*stream=*/4, ws.seed, out_dir, *model, *optimizer,
                       method.trained());
+    loop.validation = ws.data.val.size() > 0;
     spdlog::info("decouple ({}): loss {}, sampler {}, {} epochs", method_name,
                  Criterion(cfg.train.loss, ws.data.class_counts, ws.device).describe(),
                  cfg.train.sampler.name, cfg.train.num_epoch);

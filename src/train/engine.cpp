@@ -11,6 +11,10 @@
 
 namespace fsa::train {
 
+const char* split_name(Split split) {
+  return split == Split::kTest ? "test" : "validation";
+}
+
 bool is_evaluated_epoch(int64_t epoch, int64_t num_epochs, int64_t interval) {
   const int64_t done = epoch + 1;
   return done == num_epochs || done % interval == 0;
@@ -19,7 +23,8 @@ bool is_evaluated_epoch(int64_t epoch, int64_t num_epochs, int64_t interval) {
 FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
   const auto& cfg = *loop.cfg;
   auto& optimizer = *loop.optimizer;
-  detail::EpochKeeper keeper(loop.phase, cfg, loop.out_dir, *loop.model, optimizer);
+  detail::EpochKeeper keeper(loop.phase, cfg, loop.out_dir, *loop.model, optimizer,
+                             loop.validation);
   int64_t start_epoch = 0;
   if (loop.resumed) {
     keeper.restore(*loop.resumed);
@@ -55,17 +60,29 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
     stats.sync(b);
     progress->finish();
     method.finish_epoch();
-    std::optional<eval::Report> report;
-    if (is_evaluated_epoch(epoch, epochs, cfg.test.interval)) report = method.evaluate();
+    std::optional<eval::Report> report, val;
+    if (is_evaluated_epoch(epoch, epochs, cfg.test.interval)) {
+      report = method.evaluate(Split::kTest);
+      if (loop.validation) val = method.evaluate(Split::kValidation);
+    }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     keeper.end_epoch(epoch, lr, stats.mean_loss(), stats.accuracy(), report ? &*report : nullptr,
-                     secs);
+                     val ? &*val : nullptr, secs);
     if (report) result.last = std::move(*report);
   }
-  result.best_top1 = keeper.best_acc1();
   result.best_epoch = keeper.best_epoch();
   result.history = keeper.history();
+  result.selected_on = split_name(loop.validation ? Split::kValidation : Split::kTest);
+  result.best_top1 = keeper.best_acc1();
+  if (loop.validation) {
+    result.best_val_top1 = keeper.best_acc1();
+    for (const auto& entry : result.history) {  // the best epoch's test figure
+      if (entry.value("epoch", int64_t(-1)) == result.best_epoch && entry.contains("test_acc")) {
+        result.best_top1 = entry["test_acc"].get<double>();
+      }
+    }
+  }
   result.last_checkpoint = keeper.last_path();
   result.best_checkpoint = keeper.best_path();
   return result;

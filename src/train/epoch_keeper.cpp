@@ -11,9 +11,11 @@ namespace fs = std::filesystem;
 namespace fsa::train::detail {
 
 EpochKeeper::EpochKeeper(std::string phase, const io::Config& cfg, std::string out_dir,
-                         models::Backbone& model, torch::optim::Optimizer& optimizer)
+                         models::Backbone& model, torch::optim::Optimizer& optimizer,
+                         bool validation)
     : phase_(std::move(phase)), cfg_(cfg), out_dir_(std::move(out_dir)), model_(model),
-      optimizer_(optimizer), events_(std::make_unique<io::EventWriter>(out_dir_)) {}
+      optimizer_(optimizer), events_(std::make_unique<io::EventWriter>(out_dir_)),
+      validation_(validation) {}
 
 std::string EpochKeeper::last_path() const {
   return (fs::path(out_dir_) / "checkpoints" / "last.pt").string();
@@ -30,13 +32,17 @@ void EpochKeeper::restore(const CheckpointInfo& info) {
 }
 
 void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double train_acc,
-                            const eval::Report* test, double seconds) {
+                            const eval::Report* test, const eval::Report* val,
+                            double seconds) {
   const int64_t done = epoch + 1;
-  if (test && !std::isfinite(test->loss)) {  // before anything of this epoch is kept
-    throw TrainingError(fmt::format(
-        "{} epoch {}: the test loss is {}: the weights have diverged (lower the learning rate "
-        "or set train.gradient_clip); no checkpoint of this epoch was written",
-        phase_, done, test->loss));
+  using Evaluated = std::pair<const eval::Report*, const char*>;
+  for (const auto& [report, split] : {Evaluated{test, "test"}, Evaluated{val, "validation"}}) {
+    if (report && !std::isfinite(report->loss)) {  // before anything of this epoch is kept
+      throw TrainingError(fmt::format(
+          "{} epoch {}: the {} loss is {}: the weights have diverged (lower the learning rate "
+          "or set train.gradient_clip); no checkpoint of this epoch was written",
+          phase_, done, split, report->loss));
+    }
   }
   const auto rss = resident_mib();
   auto opt = [](const std::optional<double>& v) {
@@ -61,9 +67,17 @@ void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double 
     }
     events_->add_scalar("loss/test", test->loss, done);
     events_->add_scalar("acc/test", test->top1, done);
-    improved = test->top1 > best_acc1_;
+  }
+  if (val) {
+    entry["val_loss"] = val->loss;
+    entry["val_acc"] = val->top1;
+    events_->add_scalar("loss/val", val->loss, done);
+    events_->add_scalar("acc/val", val->top1, done);
+  }
+  if (const auto* chooser = validation_ ? val : test) {
+    improved = chooser->top1 > best_acc1_;
     if (improved) {
-      best_acc1_ = test->top1;
+      best_acc1_ = chooser->top1;
       best_epoch_ = done;
     }
   }
@@ -72,11 +86,13 @@ void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double 
   const auto took = format_duration(seconds);
   if (test) {
     spdlog::info("{} epoch {}/{}: lr {:.3g}, train loss {:.4f}, train acc {:.2f}%, test loss "
-                 "{:.4f}, test top-1 {:.2f}% (head {:.2f}%, tail {:.2f}%), best on test "
+                 "{:.4f}, test top-1 {:.2f}% (head {:.2f}%, tail {:.2f}%){}, best on {} "
                  "{:.2f}% @ {}, {}, resident {:.0f} MiB",
                  phase_, done, cfg_.train.num_epoch, lr, train_loss, 100 * train_acc,
                  test->loss, 100 * test->top1, 100 * test->head.value_or(0),
-                 100 * test->tail.value_or(0), 100 * best_acc1_, best_epoch_, took,
+                 100 * test->tail.value_or(0),
+                 val ? fmt::format(", validation top-1 {:.2f}%", 100 * val->top1) : "",
+                 validation_ ? "validation" : "test", 100 * best_acc1_, best_epoch_, took,
                  rss.value_or(0.0));
   } else {
     spdlog::info("{} epoch {}/{}: lr {:.3g}, train loss {:.4f}, train acc {:.2f}% (not "

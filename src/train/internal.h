@@ -83,18 +83,37 @@ std::string format_duration(double seconds);
 /// growth from epoch to epoch shows.
 std::optional<double> resident_mib();
 
-/// Feature maps of the whole test split at `layer`, float [N, K, h, w] on the
+/// Feature maps of the whole of `split` at `layer`, float [N, K, h, w] on the
 /// device, computed once in evaluation mode (under autocast with
 /// `bf16_mixed`, kept as float32): when f is frozen each epoch's test needs
 /// only the head.
-torch::Tensor test_features(models::Backbone& model, const Workspace& ws,
-                            const std::string& layer, int64_t batch, bool bf16_mixed);
+torch::Tensor split_features(models::Backbone& model, const Workspace& ws,
+                             const data::ImageSet& split, const std::string& layer, int64_t batch,
+                             bool bf16_mixed);
 
-/// The test report of h over `features` (test_features), with post-hoc
-/// logit adjustment by `logit_adjust_tau` when it is not 0.
+/// The report of h over `features` (split_features) of the images with
+/// `labels` (int64 [N]), with post-hoc logit adjustment by
+/// `logit_adjust_tau` when it is not 0.
 eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& features,
-                           const Workspace& ws, const std::string& layer, int64_t batch,
-                           bool bf16_mixed, double logit_adjust_tau);
+                           const torch::Tensor& labels, const Workspace& ws,
+                           const std::string& layer, int64_t batch, bool bf16_mixed,
+                           double logit_adjust_tau);
+
+/// The frozen feature maps of the evaluation splits, for methods that train
+/// only the head.
+struct SplitFeatures {
+  torch::Tensor test;  ///< float [N, K, h, w] on the device
+  torch::Tensor val;   ///< the same for the validation split; undefined if none
+  const torch::Tensor& of(Split split) const { return split == Split::kTest ? test : val; }
+};
+
+/// split_features of the test split and, if the dataset has one, the
+/// validation split.
+SplitFeatures evaluation_features(models::Backbone& model, const Workspace& ws,
+                                  const std::string& layer, int64_t batch, bool bf16_mixed);
+
+/// The dataset's test or validation split.
+const data::ImageSet& split_images(const data::LongTailDataset& data, Split split);
 
 /// A training phase's result from fit(): the final report, the checkpoints and
 /// the metrics.json object (report_json, best_top1, best_epoch,
@@ -112,19 +131,24 @@ namespace fsa::train::detail {
 /// per-epoch figures, the log line, and checkpoints/{last,best,epoch_NNNN}.pt.
 class EpochKeeper {
  public:
+  /// `validation`: the best epoch is chosen on the validation split's
+  /// top-1 (end_epoch's `val`), else on the test split's.
   EpochKeeper(std::string phase, const io::Config& cfg, std::string out_dir,
-              models::Backbone& model, torch::optim::Optimizer& optimizer);
+              models::Backbone& model, torch::optim::Optimizer& optimizer, bool validation);
 
   /// Restores history and best figures from a resumed checkpoint.
   void restore(const CheckpointInfo& info);
 
-  /// Records epoch `epoch` (0-based) and saves checkpoints. `test` is null
-  /// for an epoch that was not evaluated (test.interval): its history entry
-  /// has no test figures and it cannot become the best epoch.
+  /// Records epoch `epoch` (0-based) and saves checkpoints. `test` (and
+  /// `val`) are null for an epoch that was not evaluated (test.interval): its
+  /// history entry has no test figures and it cannot become the best epoch.
+  /// Throws TrainingError, before any checkpoint, for a non-finite test or
+  /// validation loss.
   void end_epoch(int64_t epoch, double lr, double train_loss, double train_acc,
-                 const eval::Report* test, double seconds);
+                 const eval::Report* test, const eval::Report* val, double seconds);
 
   const nlohmann::json& history() const { return history_; }
+  /// The best evaluated epoch's top-1 on the selecting split.
   double best_acc1() const { return best_acc1_; }
   int64_t best_epoch() const { return best_epoch_; }
   std::string last_path() const;
@@ -137,6 +161,7 @@ class EpochKeeper {
   models::Backbone& model_;
   torch::optim::Optimizer& optimizer_;
   std::unique_ptr<io::EventWriter> events_;  ///< TensorBoard scalars in out_dir
+  bool validation_;
   nlohmann::json history_ = nlohmann::json::array();
   double best_acc1_ = -1;
   int64_t best_epoch_ = 0;

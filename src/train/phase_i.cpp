@@ -50,8 +50,8 @@ class WholeNetwork : public TrainingMethod {
     return step;
   }
 
-  eval::Report evaluate() override {
-    return train::evaluate(model_, ws_.data.test, ws_.data, ws_.device, cfg_.test.batch_size,
+  eval::Report evaluate(Split split) override {
+    return train::evaluate(model_, detail::split_images(ws_.data, split), ws_.data, ws_.device, cfg_.test.batch_size,
                            cfg_.bf16_mixed(), cfg_.test.logit_adjust_tau);
   }
 
@@ -78,6 +78,7 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
 
   TrainingLoop loop(cfg, "phase_i", /*stream=*/1, ws.seed, out_dir, *model, *optimizer,
                     model->parameters());
+  loop.validation = ws.data.val.size() > 0;
   if (!cfg.checkpoint.resume.empty()) {
     loop.resumed = load_checkpoint(cfg.checkpoint.resume, *model, optimizer.get());
     spdlog::info("phase_i: resuming from '{}' after epoch {}", cfg.checkpoint.resume,

@@ -100,9 +100,9 @@ class FineTuneHead : public TrainingMethod {
  public:
   FineTuneHead(const io::Config& cfg, Workspace& ws, models::Backbone& model,
                const GroupSampler& sampler, const FsaBatchBuilder& builder,
-               const torch::Tensor& test_maps)
+               const detail::SplitFeatures& eval_maps)
       : cfg_(cfg), ws_(ws), model_(model), sampler_(sampler), builder_(builder),
-        test_maps_(test_maps),
+        eval_maps_(eval_maps),
         groups_per_batch_(cfg.train.batch_size / (2 * (1 + cfg.finetune.Na))),
         criterion_(cfg.train.loss, ws.data.class_counts, ws.device) {}
 
@@ -138,9 +138,11 @@ class FineTuneHead : public TrainingMethod {
     return step;
   }
 
-  eval::Report evaluate() override {
+  eval::Report evaluate(Split split) override {
     model_.eval();
-    return detail::evaluate_head(model_, test_maps_, ws_, cfg_.feature.cam_layer,
+    return detail::evaluate_head(model_, eval_maps_.of(split),
+                                 detail::split_images(ws_.data, split).labels, ws_,
+                                 cfg_.feature.cam_layer,
                                  cfg_.test.batch_size, cfg_.bf16_mixed(),
                                  cfg_.test.logit_adjust_tau);
   }
@@ -151,7 +153,7 @@ class FineTuneHead : public TrainingMethod {
   models::Backbone& model_;
   const GroupSampler& sampler_;
   const FsaBatchBuilder& builder_;
-  const torch::Tensor& test_maps_;
+  const detail::SplitFeatures& eval_maps_;
   int64_t groups_per_batch_;
   Criterion criterion_;
   int64_t epoch_ = 0;
@@ -239,6 +241,7 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
   auto optimizer = make_optimizer(cfg.train.optimizer, model->head_parameters(layer));
   TrainingLoop loop(cfg, "phase_iii", /*stream=*/3, ws.seed, out_dir, *model, *optimizer,
                     model->head_parameters(layer));
+  loop.validation = ws.data.val.size() > 0;
   if (!cfg.checkpoint.resume.empty()) {
     loop.resumed = resume_head(cfg, *model, *optimizer, layer, checkpoint);
     spdlog::info("phase_iii: resuming from '{}' after epoch {}", cfg.checkpoint.resume,
@@ -258,9 +261,9 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
   }
   FsaBatchBuilder builder(*model, ws.data, ws.device, layer, ft, cfg.bf16_mixed(),
                           ft.offline ? &store : nullptr);
-  const auto test_maps =
-      detail::test_features(*model, ws, layer, cfg.test.batch_size, cfg.bf16_mixed());
-  FineTuneHead method(cfg, ws, *model, sampler, builder, test_maps);
+  const auto eval_maps =
+      detail::evaluation_features(*model, ws, layer, cfg.test.batch_size, cfg.bf16_mixed());
+  FineTuneHead method(cfg, ws, *model, sampler, builder, eval_maps);
   spdlog::info("phase_iii ({}): {} tail images, {} groups of {} maps per batch, {} batches per "
                "epoch, from '{}' (Phase I epoch {}), loss {}", ft.offline ? "offline" : "online",
                sampler.tail().size(), cfg.train.batch_size / group, group,

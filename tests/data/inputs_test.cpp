@@ -264,5 +264,34 @@ TEST(ListFileDataset, IsFileBackedAndSkipsUndecodableImagesOnlyWhenAsked) {
   EXPECT_EQ(clean.next()->labels.size(0), 4);
 }
 
+TEST(ListFileDataset, TheValidationSplitComesFromValListOrIsHeldOutOfTraining) {
+  fsa::testing::TempDir dir;
+  write_list_dataset(dir.path(), {3, 2});
+  io::DatasetConfig d;
+  d.name = "ListFile-LT";
+  d.root = dir.path();
+  d.train_list = "train.txt";
+  d.test_list = "test.txt";
+  d.transform.crop_size = d.transform.resize_size = 8;
+  io::FinetuneConfig split;
+  EXPECT_EQ(load_long_tail_dataset(d, split, 0, 2).val.size(), 0);  // none unless asked
+
+  d.val_list = "test.txt";  // any list of the same classes
+  auto data = load_long_tail_dataset(d, split, 0, 2);
+  EXPECT_EQ(data.val.size(), 2);
+  EXPECT_EQ(data.class_counts, (std::vector<int64_t>{3, 2}));  // training untouched
+
+  d.val_list.clear();
+  d.val_fraction = 0.34;  // round(0.34·3) = 1, round(0.34·2) = 1
+  data = load_long_tail_dataset(d, split, 0, 2);
+  EXPECT_EQ(data.val.size(), 2);
+  EXPECT_EQ(data.class_counts, (std::vector<int64_t>{2, 1}));
+  EXPECT_EQ(data.source_indices.size(), 3u);
+  for (const auto& v : data.val.files) {  // held out, not trained on
+    for (const auto& t : data.train.files) EXPECT_NE(v.path, t.path);
+  }
+  EXPECT_EQ(data.fingerprint.num_samples, 3);
+}
+
 }  // namespace
 }  // namespace fsa::data

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -48,6 +49,38 @@ TEST(Subsample, KeepsTargetCountsSeededAndSorted) {
   EXPECT_TRUE(std::is_sorted(kept.begin(), kept.end()));
   EXPECT_EQ(kept, subsample_long_tail(labels, 4, 10, 7));
   EXPECT_NE(kept, subsample_long_tail(labels, 4, 10, 8));
+}
+
+TEST(HoldOut, StratifiedCountsDisjointAndSeeded) {
+  // Class 0: 10 images, class 1: 3, class 2: 1, interleaved.
+  const std::vector<int64_t> labels{0, 1, 0, 0, 2, 0, 1, 0, 0, 0, 1, 0, 0, 0};
+  const auto split = hold_out_validation(labels, 3, 0.2, 5);
+  std::vector<int64_t> val_labels, train_labels;
+  for (auto i : split.val) val_labels.push_back(labels[i]);
+  for (auto i : split.train) train_labels.push_back(labels[i]);
+  // round(0.2·10) = 2; round(0.2·3) = 1 (at least one); one image stays for training.
+  EXPECT_EQ(class_counts(val_labels, 3), (std::vector<int64_t>{2, 1, 0}));
+  EXPECT_EQ(class_counts(train_labels, 3), (std::vector<int64_t>{8, 2, 1}));
+  std::vector<int64_t> all = split.train;
+  all.insert(all.end(), split.val.begin(), split.val.end());
+  std::sort(all.begin(), all.end());
+  std::vector<int64_t> expected(labels.size());
+  std::iota(expected.begin(), expected.end(), 0);
+  EXPECT_EQ(all, expected);  // a partition
+  EXPECT_TRUE(std::is_sorted(split.val.begin(), split.val.end()));
+  EXPECT_TRUE(std::is_sorted(split.train.begin(), split.train.end()));
+  EXPECT_EQ(split.val, hold_out_validation(labels, 3, 0.2, 5).val);
+  // Half of a class never takes its last image: k = min(round(f·n), n − 1).
+  const std::vector<int64_t> two{0, 0};
+  EXPECT_EQ(hold_out_validation(two, 1, 0.5, 1).val.size(), 1u);
+  EXPECT_TRUE(hold_out_validation(labels, 3, 0.0, 5).val.empty());
+  EXPECT_THROW(hold_out_validation(labels, 3, 0.6, 5), std::invalid_argument);
+  EXPECT_THROW(hold_out_validation({0, 3}, 3, 0.1, 5), std::invalid_argument);
+}
+
+TEST(HoldOut, DifferentSeedsHoldOutDifferentImages) {
+  std::vector<int64_t> labels(200, 0);
+  EXPECT_NE(hold_out_validation(labels, 1, 0.1, 1).val, hold_out_validation(labels, 1, 0.1, 2).val);
 }
 
 TEST(HeadTail, Cifar10Imbalance100HeadIsFirstFiveClasses) {

@@ -282,4 +282,77 @@ TEST_F(Methods, TauNormWeightNorms) {
   EXPECT_NE(out.find("decoupling.tau"), std::string::npos) << out;
 }
 
+TEST_F(Methods, AValidationSplitChoosesTheBestEpochAndTau) {
+  std::string out;
+  ASSERT_EQ(fsa("train --config " + path("recipe.yaml") +
+                    " --set dataset.val_fraction=0.2 --out " + path("val"),
+                &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("12 validation images (0.2 of each class held out"), std::string::npos)
+      << out;
+  const auto m = nlohmann::json::parse(read_text(path("val/metrics.json")))["phase_i"];
+  EXPECT_EQ(m["best_selected_on"], "validation");
+  // The imbalance factor 5 keeps 30, 17, 10, 6 images (floor(30·5^(−i/3)));
+  // round(0.2·n) of them are held out: 6 + 3 + 2 + 1.
+  EXPECT_EQ(m["val_images"], 12);
+  EXPECT_EQ(m["class_counts"], (std::vector<int64_t>{24, 14, 8, 5}));
+  const auto& history = m["history"];
+  double best_val = -1;
+  int64_t best_epoch = 0;
+  for (const auto& e : history) {
+    if (e["val_acc"].get<double>() > best_val) {
+      best_val = e["val_acc"].get<double>();
+      best_epoch = e["epoch"].get<int64_t>();
+    }
+  }
+  EXPECT_EQ(m["best_epoch"].get<int64_t>(), best_epoch);
+  EXPECT_DOUBLE_EQ(m["best_val_top1"].get<double>(), best_val);
+  EXPECT_DOUBLE_EQ(m["best_top1"].get<double>(),
+                   history[size_t(best_epoch - 1)]["test_acc"].get<double>());
+
+  // τ searched on the same validation split: the first τ of the grid with
+  // the best validation top-1, and the test figures of that τ.
+  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " +
+                    path("val/checkpoints/last.pt") +
+                    " --method tau_norm --set decoupling.tau=search --set dataset.val_fraction=0.2"
+                    " --out " + path("tau_search"),
+                &out),
+            0)
+      << out;
+  const auto d = nlohmann::json::parse(read_text(path("tau_search/metrics.json")))["decouple"];
+  ASSERT_EQ(d["tau_search"].size(), fsa::train::tau_grid().size());
+  double best = -1, chosen = -1;
+  for (const auto& t : d["tau_search"]) {
+    if (t["val_top1"].get<double>() > best) {
+      best = t["val_top1"].get<double>();
+      chosen = t["tau"].get<double>();
+    }
+  }
+  EXPECT_DOUBLE_EQ(d["tau"].get<double>(), chosen);
+  EXPECT_EQ(d["tau_selected_on"], "validation");
+  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " +
+                    path("val/checkpoints/last.pt") + " --method tau_norm --set decoupling.tau=" +
+                    std::to_string(chosen) + " --set dataset.val_fraction=0.2 --out " +
+                    path("tau_fixed"),
+                &out),
+            0)
+      << out;
+  EXPECT_DOUBLE_EQ(top1_of(path("tau_fixed/metrics.json"), "decouple"), d["top1"].get<double>());
+  // Without a validation split there is nothing to search on.
+  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --method tau_norm --set decoupling.tau=search --out " + path("bad"),
+                &out),
+            2);
+  EXPECT_NE(out.find("set dataset.val_fraction"), std::string::npos) << out;
+  // A network trained on the images now held out: warned, as its figures flatter.
+  ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --method tau_norm --set decoupling.tau=search --set dataset.val_fraction=0.2"
+                    " --out " + path("tau_leak"),
+                &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("on the images now held out"), std::string::npos) << out;
+}
+
 }  // namespace

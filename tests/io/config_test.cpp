@@ -284,6 +284,34 @@ test: {interval: 10, logit_adjust_tau: 1.5}
             std::string::npos);
 }
 
+TEST(Config, ValidationSplitAndTauSearch) {
+  const auto c = parse_config(YAML::Load(R"(
+dataset: {name: CIFAR-10-LT, val_fraction: 0.1}
+decoupling: {method: tau_norm, tau: search}
+)"), "val.yaml");
+  EXPECT_EQ(c.dataset.val_fraction, 0.1);
+  EXPECT_TRUE(c.decoupling.tau_search);
+  const auto again = parse_config(YAML::Load(to_yaml(c)), "resolved.yaml");
+  EXPECT_TRUE(again.decoupling.tau_search);
+  EXPECT_EQ(again.dataset.val_fraction, 0.1);
+  EXPECT_FALSE(parse_config(YAML::Load("decoupling: {method: tau_norm, tau: 0.5}"), "a.yaml")
+                   .decoupling.tau_search);
+
+  EXPECT_NE(error_of("dataset: {val_fraction: 0.7}").find("'dataset.val_fraction': expected a "
+                                                          "fraction in [0, 0.5]"),
+            std::string::npos);
+  EXPECT_NE(error_of("dataset: {val_fraction: -0.1}").find("'dataset.val_fraction'"),
+            std::string::npos);
+  EXPECT_NE(error_of("dataset: {name: ListFile-LT, train_list: a, test_list: b, val_list: c, "
+                     "val_fraction: 0.1}")
+                .find("give one of the two"),
+            std::string::npos);
+  EXPECT_NE(error_of("decoupling: {method: tau_norm, tau: best}").find("or 'search', got 'best'"),
+            std::string::npos);
+  EXPECT_NE(error_of("decoupling: {method: tau_norm, tau: -1}").find("'decoupling.tau'"),
+            std::string::npos);
+}
+
 TEST(Config, ListFileTrainingCrop) {
   const auto c = parse_config(YAML::Load(R"(
 dataset:

@@ -17,11 +17,12 @@ namespace {
 namespace fs = std::filesystem;
 
 /// Two batches of four random images per epoch; evaluate() answers the
-/// scripted top-1 of each evaluation in turn.
+/// scripted top-1 of each evaluation of a split in turn.
 class ScriptedMethod : public TrainingMethod {
  public:
-  ScriptedMethod(models::Backbone& model, std::vector<double> top1)
-      : model_(model), top1_(std::move(top1)) {}
+  ScriptedMethod(models::Backbone& model, std::vector<double> top1,
+                 std::vector<double> val_top1 = {})
+      : model_(model), top1_(std::move(top1)), val_top1_(std::move(val_top1)) {}
   int64_t batches_per_epoch() const override { return 2; }
   void start_epoch(int64_t epoch, at::Generator gen) override {
     gen_ = gen;
@@ -39,21 +40,22 @@ class ScriptedMethod : public TrainingMethod {
     s.images = 4;
     return s;
   }
-  eval::Report evaluate() override {
+  eval::Report evaluate(Split split) override {
     eval::Report r;
-    r.top1 = top1_.at(evaluated_++);
+    r.top1 = split == Split::kTest ? top1_.at(evaluated_++) : val_top1_.at(validated_++);
     r.per_class = {r.top1, r.top1};
     r.head = r.top1;
-    r.loss = 1.0;
+    r.loss = split == Split::kValidation && val_loss_nan_ ? std::nan("") : 1.0;
     return r;
   }
   std::vector<int64_t> epochs_;
-  int evaluated_ = 0;
+  int evaluated_ = 0, validated_ = 0;
+  bool val_loss_nan_ = false;
   bool poison_ = false;
 
  private:
   models::Backbone& model_;
-  std::vector<double> top1_;
+  std::vector<double> top1_, val_top1_;
   at::Generator gen_;
   int left_ = 0;
 };
@@ -110,6 +112,43 @@ TEST(Engine, IntervalHistoryBestAndCheckpoints) {
   EXPECT_EQ(rest.epochs_, (std::vector<int64_t>{6}));
   EXPECT_DOUBLE_EQ(r2.best_top1, 0.7);
   EXPECT_EQ(r2.history.size(), 7u);
+}
+
+TEST(Engine, TheValidationSplitChoosesTheBestEpoch) {
+  testing::TempDir dir;
+  torch::manual_seed(0);
+  auto model = models::make_model("resnet20", 2);
+  io::Config cfg;
+  cfg.train.num_epoch = 3;
+  cfg.train.lr_scheduler.name = "constant";
+  cfg.checkpoint.save_checkpoint_interval = 0;
+  cfg.log.progress = "quiet";
+  auto optimizer = make_optimizer(cfg.train.optimizer, model->parameters());
+  // Test top-1 peaks at epoch 2, validation top-1 at epoch 1: validation chooses.
+  ScriptedMethod method(*model, {0.4, 0.7, 0.5}, {0.6, 0.5, 0.55});
+  TrainingLoop loop(cfg, "phase_i", 1, 42, dir.path(), *model, *optimizer, model->parameters());
+  loop.validation = true;
+  const auto r = fit(loop, method);
+  EXPECT_EQ(method.validated_, 3);
+  EXPECT_EQ(r.selected_on, "validation");
+  EXPECT_EQ(r.best_epoch, 1);
+  EXPECT_DOUBLE_EQ(r.best_top1, 0.4);  // the chosen epoch's test figure, not the test maximum
+  ASSERT_TRUE(r.best_val_top1.has_value());
+  EXPECT_DOUBLE_EQ(*r.best_val_top1, 0.6);
+  EXPECT_DOUBLE_EQ(r.last.top1, 0.5);
+  EXPECT_DOUBLE_EQ(r.history[1]["val_acc"].get<double>(), 0.5);
+  EXPECT_EQ(read_checkpoint_info(r.best_checkpoint).epoch, 1);
+
+  // A diverged validation loss stops the run before the epoch's checkpoints.
+  testing::TempDir dir2;
+  auto model2 = models::make_model("resnet20", 2);
+  auto opt2 = make_optimizer(cfg.train.optimizer, model2->parameters());
+  ScriptedMethod diverged(*model2, {0.5, 0.5, 0.5}, {0.5, 0.5, 0.5});
+  diverged.val_loss_nan_ = true;
+  TrainingLoop loop2(cfg, "phase_i", 1, 42, dir2.path(), *model2, *opt2, model2->parameters());
+  loop2.validation = true;
+  EXPECT_THROW(fit(loop2, diverged), TrainingError);
+  EXPECT_FALSE(fs::exists(dir2 / "checkpoints/last.pt"));
 }
 
 TEST(Engine, ANonFiniteLossStopsBeforeTheEpochsCheckpoints) {

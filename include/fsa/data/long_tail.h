@@ -26,6 +26,21 @@ std::vector<int64_t> subsample_long_tail(const std::vector<int64_t>& labels,
                                          int64_t num_classes, double imbalance_factor,
                                          uint64_t seed);
 
+/// A training set's indices split into the images trained on and the
+/// held-out validation images, each ascending.
+struct HoldOut {
+  std::vector<int64_t> train, val;
+};
+
+/// Holds out a stratified validation split (dataset.val_fraction): of each
+/// class with n >= 2 images, k = clamp(round(fraction · n), 1, n − 1) images,
+/// the first k after a shuffle seeded by `seed` (one std::mt19937_64 on its
+/// own stream, in class order); a class with one image keeps it for training.
+/// Throws std::invalid_argument for a fraction outside [0, 0.5] or a label
+/// outside [0, num_classes).
+HoldOut hold_out_validation(const std::vector<int64_t>& labels, int64_t num_classes,
+                            double fraction, uint64_t seed);
+
 /// Images per class.
 std::vector<int64_t> class_counts(const std::vector<int64_t>& labels, int64_t num_classes);
 
@@ -61,6 +76,10 @@ std::string hash_samples(const std::vector<int64_t>& source_indices,
 struct LongTailDataset {
   ImageSet train;  ///< kept images, ascending source order
   ImageSet test;
+  /// The validation split that chooses the best epoch (and τ): held out of
+  /// the training set (dataset.val_fraction) or a list-file dataset's
+  /// dataset.val_list; empty (size() 0) when there is none.
+  ImageSet val;
   std::vector<int64_t> source_indices;  ///< index of each kept image in the full training set
   std::vector<int64_t> class_counts;    ///< n_c of the kept set
   std::vector<bool> head;               ///< head-class mask (C)
@@ -84,7 +103,9 @@ struct LongTailDataset {
 /// training set and the head/tail split. List-file datasets (ImageNet-LT,
 /// Places-LT, iNaturalist-LT, ListFile-LT) are taken as their lists give them
 /// (the lists are the long tail; dataset.imbalance_factor is not applied) and
-/// stay file-backed; every listed file must exist. Throws DataError for missing or
+/// stay file-backed; every listed file must exist. The validation split, if
+/// any, is held out after the subsampling (class_counts and the fingerprint
+/// are of the images trained on). Throws DataError for missing or
 /// malformed data (naming the path), io::ConfigError for an unknown dataset
 /// name.
 LongTailDataset load_long_tail_dataset(const io::DatasetConfig& dataset,

@@ -51,6 +51,12 @@ struct DatasetConfig {
   /// dataset.max_test_per_class: keep at most this many test images per class
   /// (0 = all). For quick checks on a slice of a real test set.
   int64_t max_test_per_class = 0;
+  /// dataset.val_fraction: hold out this fraction of each class's training
+  /// images (after the long-tail subsampling; at least one image of a class
+  /// with two or more) as the validation split that chooses the best epoch
+  /// and τ. 0 (default): no validation split unless a list-file dataset
+  /// names dataset.val_list. In [0, 0.5].
+  double val_fraction = 0;
   /// List-file datasets only: the split lists (`relative/path label` lines,
   /// paths relative to root); a relative list path is taken from root.
   /// train_list and test_list are required, val_list is optional.
@@ -186,6 +192,10 @@ struct DecouplingConfig {
   /// (w_c / ‖w_c‖^τ, no training).
   std::string method = "crt";
   double tau = 1.0;  ///< tau_norm: τ >= 0
+  /// decoupling.tau: search. τ is the value of 0, 0.1, ..., 2 with the best
+  /// validation top-1 (the smallest on ties; Kang et al. 2020 choose τ on a
+  /// validation set); needs a validation split.
+  bool tau_search = false;
 };
 
 struct FeatureConfig {

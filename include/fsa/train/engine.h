@@ -3,8 +3,10 @@
 // (which batch, which forward pass, which loss) and its evaluation; the loop
 // owns the rest of each epoch: the learning-rate schedule, backward,
 // clipping and the optimiser step, running loss and accuracy, progress,
-// evaluation every test.interval epochs, the divergence checks, the history,
-// TensorBoard scalars and checkpoints/{last,best,epoch_NNNN}.pt, and resume.
+// evaluation every test.interval epochs (on the test split, and on the
+// validation split when the dataset has one: it then chooses the best epoch),
+// the divergence checks, the history, TensorBoard scalars and
+// checkpoints/{last,best,epoch_NNNN}.pt, and resume.
 //
 //   struct MyMethod : train::TrainingMethod { ... };
 //   auto result = train::fit(loop, method);
@@ -35,6 +37,12 @@ struct TrainingStep {
   int64_t images = 0;    ///< images the batch stands for (progress images/s)
 };
 
+/// The split an evaluation runs on.
+enum class Split { kTest, kValidation };
+
+/// "test" or "validation".
+const char* split_name(Split split);
+
 /// A phase's or method's part of each epoch.
 class TrainingMethod {
  public:
@@ -52,8 +60,9 @@ class TrainingMethod {
   /// a method that trains parameters outside the network writes them into it
   /// here (LWS folds its class scales into the classifier).
   virtual void finish_epoch() {}
-  /// The current weights on the test split (evaluation mode, no gradients).
-  virtual eval::Report evaluate() = 0;
+  /// The current weights on `split` (evaluation mode, no gradients). The
+  /// validation split is asked for only when TrainingLoop::validation is set.
+  virtual eval::Report evaluate(Split split) = 0;
 };
 
 /// What the loop trains and where it keeps the results.
@@ -79,6 +88,9 @@ struct TrainingLoop {
   torch::optim::Optimizer* optimizer = nullptr;
   /// The parameters the optimiser trains (train.gradient_clip clips these).
   std::vector<torch::Tensor> trained;
+  /// Evaluate on the validation split too and choose the best epoch on its
+  /// top-1 (set when the dataset has a validation split).
+  bool validation = false;
   /// Set when resuming: the checkpoint already loaded into model and
   /// optimiser; training continues after its epoch.
   std::optional<CheckpointInfo> resumed;
@@ -88,10 +100,13 @@ struct TrainingLoop {
 /// evaluated) and the best evaluated epoch, chosen on `selected_on`.
 struct FitResult {
   eval::Report last;
-  double best_top1 = 0;
+  /// The best epoch (1-based) and its test top-1 (fraction in [0, 1]).
   int64_t best_epoch = 0;
-  /// The split "best" was chosen on: "test" (fsa has no validation split
-  /// in the loop yet, so best_top1 is an optimistic figure; report `last`).
+  double best_top1 = 0;
+  /// The best epoch's validation top-1; nullopt without a validation split.
+  std::optional<double> best_val_top1;
+  /// The split that chose the best epoch: "validation" when the loop has
+  /// one, else "test" (then best_top1 is an optimistic figure: report `last`).
   std::string selected_on = "test";
   nlohmann::json history;  ///< one object per epoch
   std::string last_checkpoint, best_checkpoint;
