@@ -75,6 +75,19 @@ std::vector<std::pair<std::string, std::optional<double>>> group_accuracies(cons
           {"few", r.few}};
 }
 
+std::string format_percent(const std::optional<double>& accuracy) {
+  return accuracy ? fmt::format("{:.2f}%", 100 * *accuracy) : std::string("n/a");
+}
+
+std::string group_title(const std::string& name) {
+  if (name == "head") return "head classes";
+  if (name == "tail") return "tail classes";
+  if (name == "many") return "many-shot (>100)";
+  if (name == "medium") return "medium-shot (20-100)";
+  if (name == "few") return "few-shot (<20)";
+  throw std::invalid_argument("no class group '" + name + "'");
+}
+
 Report make_report(const AccuracyMeter& meter, const std::vector<int64_t>& train_counts,
                    const std::vector<bool>& head, double loss) {
   Report r;

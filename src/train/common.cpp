@@ -376,11 +376,12 @@ std::string format_comparison(const eval::Report& before, const eval::Report& af
     os << fmt::format("{:<22} {:>8} {:>10} {:>7}\n", name, pct(a), pct(b), delta(a, b));
   };
   row("overall", before.top1, after.top1);
-  row("head classes", before.head, after.head);
-  row("tail classes", before.tail, after.tail);
-  row("many-shot (>100)", before.many, after.many);
-  row("medium-shot (20-100)", before.medium, after.medium);
-  row("few-shot (<20)", before.few, after.few);
+  const auto groups_before = eval::group_accuracies(before);
+  const auto groups_after = eval::group_accuracies(after);
+  for (size_t g = 0; g < groups_before.size(); ++g) {
+    row(eval::group_title(groups_before[g].first), groups_before[g].second,
+        groups_after[g].second);
+  }
   os << "per class (training images, head/tail):\n";
   for (int64_t c = 0; c < data.num_classes(); ++c) {
     auto v = [](double x) { return std::isnan(x) ? std::optional<double>() : std::optional(x); };

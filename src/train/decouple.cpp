@@ -259,9 +259,9 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
   detail::write_json((fs::path(out_dir) / "metrics.json").string(),
                      nlohmann::json{{"decouple", result.metrics}});
   detail::write_report_safely(out_dir);
-  spdlog::info("decouple ({}): top-1 {:.2f}% (head {:.2f}%, tail {:.2f}%)", method_name,
-               100 * result.report.top1, 100 * result.report.head.value_or(0),
-               100 * result.report.tail.value_or(0));
+  spdlog::info("decouple ({}): top-1 {:.2f}% (head {}, tail {})", method_name,
+               100 * result.report.top1, eval::format_percent(result.report.head),
+               eval::format_percent(result.report.tail));
   return result;
 }
 

@@ -84,13 +84,14 @@ void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double 
   history_.push_back(entry);
   events_->flush();
   const auto took = format_duration(seconds);
+
   if (test) {
     spdlog::info("{} epoch {}/{}: lr {:.3g}, train loss {:.4f}, train acc {:.2f}%, test loss "
-                 "{:.4f}, test top-1 {:.2f}% (head {:.2f}%, tail {:.2f}%){}, best on {} "
+                 "{:.4f}, test top-1 {:.2f}% (head {}, tail {}){}, best on {} "
                  "{:.2f}% @ {}, {}, resident {:.0f} MiB",
                  phase_, done, cfg_.train.num_epoch, lr, train_loss, 100 * train_acc,
-                 test->loss, 100 * test->top1, 100 * test->head.value_or(0),
-                 100 * test->tail.value_or(0),
+                 test->loss, 100 * test->top1, eval::format_percent(test->head),
+                 eval::format_percent(test->tail),
                  val ? fmt::format(", validation top-1 {:.2f}%", 100 * val->top1) : "",
                  validation_ ? "validation" : "test", 100 * best_acc1_, best_epoch_, took,
                  rss.value_or(0.0));

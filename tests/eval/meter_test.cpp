@@ -38,4 +38,16 @@ TEST(Meter, LogitsAndBadTargets) {
 }
 
 }  // namespace
+TEST(Meter, GroupTitlesAndPercentages) {
+  Report r;
+  r.head = 0.8310;  // tail, many, medium, few: no test images
+  std::vector<std::string> titles;
+  for (const auto& [name, value] : group_accuracies(r)) titles.push_back(group_title(name));
+  EXPECT_EQ(titles, (std::vector<std::string>{"head classes", "tail classes", "many-shot (>100)",
+                                              "medium-shot (20-100)", "few-shot (<20)"}));
+  EXPECT_EQ(format_percent(r.head), "83.10%");
+  EXPECT_EQ(format_percent(r.tail), "n/a");  // never "0.00%" for a group without images
+  EXPECT_THROW(group_title("rare"), std::invalid_argument);
+}
+
 }  // namespace fsa::eval

@@ -165,5 +165,31 @@ TEST(Engine, ANonFiniteLossStopsBeforeTheEpochsCheckpoints) {
   EXPECT_FALSE(fs::exists(dir / "checkpoints/last.pt"));
 }
 
+TEST(Comparison, GroupRowsChangesAndEmptyGroups) {
+  data::LongTailDataset d;
+  d.train.class_names = {"cat", "dog"};
+  d.class_counts = {150, 10};  // many-shot, few-shot
+  d.head = {true, false};
+  eval::Report before, after;
+  before.top1 = 0.5;
+  before.per_class = {0.9, 0.1};
+  before.head = before.many = 0.9;
+  before.tail = before.few = 0.1;
+  after = before;
+  after.top1 = 0.6;
+  after.per_class = {0.85, 0.35};
+  after.head = after.many = 0.85;
+  after.tail = after.few = 0.35;
+  const auto table = format_comparison(before, after, d);
+  // By hand: tail 10.00 → 35.00 is +25.00; no medium-shot class: dashes.
+  EXPECT_NE(table.find("tail classes              10.00      35.00  +25.00"), std::string::npos)
+      << table;
+  EXPECT_NE(table.find("head classes              90.00      85.00   -5.00"), std::string::npos)
+      << table;
+  EXPECT_NE(table.find("medium-shot (20-100)          -          -       -"), std::string::npos)
+      << table;
+  EXPECT_NE(table.find("  1 dog            10 T"), std::string::npos) << table;
+}
+
 }  // namespace
 }  // namespace fsa::train

@@ -51,6 +51,14 @@ struct Report {
 /// of data::shot_group). nullopt where the group has no test image.
 std::vector<std::pair<std::string, std::optional<double>>> group_accuracies(const Report& r);
 
+/// An accuracy (fraction) as "83.10%", or "n/a" for a group without test
+/// images (null in metrics.json).
+std::string format_percent(const std::optional<double>& accuracy);
+
+/// The title a table gives group `name` of group_accuracies ("head classes",
+/// "many-shot (>100)", ...). Throws std::invalid_argument for another name.
+std::string group_title(const std::string& name);
+
 /// Builds the report from a meter, the training set's class counts (shot
 /// groups) and the head mask.
 Report make_report(const AccuracyMeter& meter, const std::vector<int64_t>& train_counts,
