@@ -1,6 +1,7 @@
 #include "fsa/data/image_set.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -13,6 +14,9 @@
 #endif
 #include <mutex>
 #include <thread>
+
+#include "fsa/data/image_transforms.h"
+#include "fsa/io/files.h"
 
 namespace fs = std::filesystem;
 
@@ -32,15 +36,21 @@ ImageSet ImageSet::select(const torch::Tensor& indices) const {
 
 namespace {
 
-std::vector<uint8_t> read_all(const std::string& path) {
+/// The bytes of data file `path`; DataError naming it if it is not a
+/// readable regular file (a pipe or /dev/zero would block or never end).
+std::vector<uint8_t> read_all(const std::string& path, const char* what = "data file") {
+  if (const auto problem = io::file_problem(path); !problem.empty()) {
+    throw DataError(fmt::format("{} '{}' {}", what, path, problem));
+  }
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError(fmt::format("cannot open data file '{}'", path));
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+  if (!in) throw DataError(fmt::format("cannot open {} '{}'", what, path));
+  std::vector<uint8_t> bytes(std::istreambuf_iterator<char>(in), {});
+  if (in.bad()) throw DataError(fmt::format("error reading {} '{}'", what, path));
+  return bytes;
 }
 
 /// Reads a file, inflating it if it is gzipped (by its magic bytes).
 std::vector<uint8_t> read_maybe_gzip(const std::string& path) {
-  if (!fs::exists(path)) throw DataError(fmt::format("data file '{}' does not exist", path));
   std::vector<uint8_t> raw = read_all(path);
   if (raw.size() < 2 || raw[0] != 0x1f || raw[1] != 0x8b) return raw;
   gzFile gz = gzopen(path.c_str(), "rb");
@@ -93,8 +103,7 @@ ImageSet read_cifar_batches(const std::vector<std::string>& files, int label_byt
   std::vector<std::vector<uint8_t>> contents;
   int64_t total = 0;
   for (const auto& f : files) {
-    if (!fs::exists(f)) throw DataError(fmt::format("CIFAR file '{}' does not exist", f));
-    contents.push_back(read_all(f));
+    contents.push_back(read_all(f, "CIFAR file"));
     const auto size = static_cast<int64_t>(contents.back().size());
     if (size == 0 || size % record != 0) {
       throw DataError(fmt::format(
@@ -169,10 +178,18 @@ ImageSet read_idx(const std::string& images_path, const std::string& labels_path
   const int64_t h = big_endian_u32(img, 8);
   const int64_t w = big_endian_u32(img, 12);
   const int64_t n_labels = big_endian_u32(lab, 4);
-  if (static_cast<int64_t>(img.size()) != 16 + n * h * w) {
-    throw DataError(fmt::format("IDX image file '{}' is truncated: header says {} images of "
-                                "{}x{} ({} bytes), file has {} bytes", images_path, n, h, w,
-                                16 + n * h * w, img.size()));
+  // Checked before any product: 2^30 × 2^30 would overflow.
+  if (h < 1 || w < 1 || h > 65535 || w > 65535) {
+    throw DataError(fmt::format("IDX image file '{}': header says images of {}x{} pixels; "
+                                "expected sides of 1 to 65535", images_path, h, w));
+  }
+  const auto bytes_needed = static_cast<unsigned __int128>(n) * uint64_t(h) * uint64_t(w) + 16;
+  if (bytes_needed != img.size()) {
+    throw DataError(fmt::format(
+        "IDX image file '{}' is truncated or malformed: header says {} images of {}x{} ({} "
+        "bytes), the file has {} bytes", images_path, n, h, w,
+        static_cast<uint64_t>(std::min<unsigned __int128>(bytes_needed, UINT64_MAX)),
+        img.size()));
   }
   if (static_cast<int64_t>(lab.size()) != 8 + n_labels) {
     throw DataError(fmt::format("IDX label file '{}' is truncated: header says {} labels, file "
@@ -201,9 +218,17 @@ std::vector<FileSample> list_image_folder(const std::string& dir,
   if (!fs::is_directory(dir)) {
     throw DataError(fmt::format("image folder '{}' does not exist or is not a folder", dir));
   }
-  std::vector<std::string> classes;
+  // Hidden entries (.ipynb_checkpoints from Jupyter, .DS_Store, ...) are not
+  // classes or images; torchvision's ImageFolder would take such a folder
+  // as class 0 and shift every real class.
+  std::vector<std::string> classes, hidden;
+  auto is_hidden = [](const fs::path& p) { return p.filename().string().rfind('.', 0) == 0; };
   for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.is_directory()) classes.push_back(e.path().filename().string());
+    if (is_hidden(e.path())) {
+      hidden.push_back(e.path().filename().string());
+    } else if (e.is_directory()) {
+      classes.push_back(e.path().filename().string());
+    }
   }
   std::sort(classes.begin(), classes.end());
   if (classes.empty()) {
@@ -214,6 +239,10 @@ std::vector<FileSample> list_image_folder(const std::string& dir,
   for (size_t c = 0; c < classes.size(); ++c) {
     std::vector<std::string> files;
     for (const auto& e : fs::directory_iterator(fs::path(dir) / classes[c])) {
+      if (is_hidden(e.path())) {
+        hidden.push_back(classes[c] + "/" + e.path().filename().string());
+        continue;
+      }
       auto ext = e.path().extension().string();
       std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
       if (e.is_regular_file() &&
@@ -224,42 +253,76 @@ std::vector<FileSample> list_image_folder(const std::string& dir,
     std::sort(files.begin(), files.end());
     for (auto& f : files) samples.push_back({std::move(f), static_cast<int64_t>(c)});
   }
+  if (!hidden.empty()) {
+    std::sort(hidden.begin(), hidden.end());
+    spdlog::info("image folder '{}': {} hidden entr{} skipped ({}{})", dir, hidden.size(),
+                 hidden.size() == 1 ? "y" : "ies", hidden.front(),
+                 hidden.size() > 1 ? ", ..." : "");
+  }
   if (class_names) *class_names = classes;
   return samples;
 }
 
 #ifdef FSA_NO_OPENCV
 ImageSet decode_images(const std::vector<FileSample>& samples, const std::vector<std::string>&,
-                       int) {
+                       int, bool, std::vector<int64_t>*) {
   throw DataError(fmt::format("cannot decode '{}': this fsa was built without OpenCV "
                               "(FSA_WITH_OPENCV=OFF); use CIFAR binary or IDX data",
                               samples.empty() ? std::string("images") : samples[0].path));
 }
 #else
 ImageSet decode_images(const std::vector<FileSample>& samples,
-                       const std::vector<std::string>& class_names, int threads) {
+                       const std::vector<std::string>& class_names, int threads,
+                       bool skip_corrupt, std::vector<int64_t>* decoded) {
   const int64_t n = static_cast<int64_t>(samples.size());
   if (n == 0) throw DataError("no images to decode");
-  auto first = cv::imread(samples[0].path, cv::IMREAD_UNCHANGED);
-  if (first.empty()) throw DataError(fmt::format("cannot decode image '{}'", samples[0].path));
-  const int channels = first.channels() == 1 ? 1 : 3;
-  const int h = first.rows, w = first.cols;
-  auto images = torch::empty({n, channels, h, w}, torch::kUInt8);
+  // The one decoding policy of every image path (data/image_transforms.h):
+  // RGB as torchvision's loader, truncated or garbled files refused by name.
+  // The first decodable image sets the size.
+  std::vector<std::string> undecodable(static_cast<size_t>(n));
+  torch::Tensor first;
+  int64_t first_at = 0;
+  for (; first_at < n && !first.defined(); ++first_at) {
+    try {
+      first = decode_image(samples[first_at].path);
+    } catch (const DataError& e) {
+      if (!skip_corrupt) throw;
+      undecodable[first_at] = e.what();
+    }
+  }
+  if (!first.defined()) {
+    throw DataError(fmt::format("none of the {} images (from '{}' on) can be decoded", n,
+                                samples[0].path));
+  }
+  const int64_t h = first.size(0), w = first.size(1);
+  const auto& size_of = samples[first_at - 1].path;
+  auto images = torch::empty({n, 3, h, w}, torch::kUInt8);
   auto labels = torch::empty({n}, torch::kInt64);
-  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> next{first_at - 1};
   std::string error;
   std::mutex error_mutex;
   auto work = [&] {
     for (int64_t i = next++; i < n; i = next++) {
-      cv::Mat m = cv::imread(samples[i].path,
-                             channels == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
       std::string problem;
-      if (m.empty()) {
-        problem = fmt::format("cannot decode image '{}' (missing, corrupt or not an image)",
-                              samples[i].path);
-      } else if (m.rows != h || m.cols != w) {
-        problem = fmt::format("image '{}' is {}x{}, expected {}x{} like '{}'", samples[i].path,
-                              m.cols, m.rows, w, h, samples[0].path);
+      try {
+        torch::Tensor image;
+        try {
+          image = i == first_at - 1 ? first : decode_image(samples[i].path);
+        } catch (const DataError& e) {
+          if (!skip_corrupt) throw;
+          undecodable[i] = e.what();
+          continue;
+        }
+        if (image.size(0) != h || image.size(1) != w) {
+          problem = fmt::format("image '{}' is {}x{}, expected {}x{} like '{}' (an image folder "
+                                "holds images of one size)",
+                                samples[i].path, image.size(1), image.size(0), w, h, size_of);
+        } else {
+          images[i].copy_(image.permute({2, 0, 1}));  // HWC → CHW
+          labels.data_ptr<int64_t>()[i] = samples[i].label;
+        }
+      } catch (const std::exception& e) {  // never let an exception leave a thread
+        problem = e.what();
       }
       if (!problem.empty()) {
         std::lock_guard<std::mutex> lock(error_mutex);
@@ -267,23 +330,27 @@ ImageSet decode_images(const std::vector<FileSample>& samples,
         next = n;
         return;
       }
-      if (channels == 3) cv::cvtColor(m, m, cv::COLOR_BGR2RGB);
-      // HWC interleaved → CHW planes.
-      uint8_t* dst = images.data_ptr<uint8_t>() + i * channels * h * w;
-      for (int y = 0; y < h; ++y) {
-        const uint8_t* row = m.ptr<uint8_t>(y);
-        for (int x = 0; x < w; ++x) {
-          for (int c = 0; c < channels; ++c) dst[(c * h + y) * w + x] = row[x * channels + c];
-        }
-      }
-      labels.data_ptr<int64_t>()[i] = samples[i].label;
     }
   };
   std::vector<std::thread> pool;
   for (int t = 0; t < std::max(1, threads); ++t) pool.emplace_back(work);
   for (auto& t : pool) t.join();
   if (!error.empty()) throw DataError(error);
-  return ImageSet{images, labels, class_names, {}};
+  std::vector<int64_t> kept;
+  for (int64_t i = 0; i < n; ++i) {
+    if (undecodable[i].empty()) {
+      kept.push_back(i);
+    } else {
+      spdlog::warn("dataset.skip_corrupt: left out {}", undecodable[i]);
+    }
+  }
+  ImageSet out{images, labels, class_names, {}};
+  if (decoded) *decoded = kept;
+  if (static_cast<int64_t>(kept.size()) < n) {
+    spdlog::warn("dataset.skip_corrupt: {} of {} images left out", n - int64_t(kept.size()), n);
+    out = out.select(torch::tensor(kept, torch::kInt64));
+  }
+  return out;
 }
 
 #endif  // FSA_NO_OPENCV

@@ -15,6 +15,7 @@
 #endif
 
 #include "fsa/data/image_set.h"
+#include "fsa/io/files.h"
 
 namespace fsa::data {
 namespace {
@@ -232,6 +233,9 @@ torch::Tensor decode_image(const std::vector<uint8_t>& bytes, const std::string&
 }
 
 torch::Tensor decode_image(const std::string& path) {
+  if (const auto problem = io::file_problem(path); !problem.empty()) {
+    throw DataError(fmt::format("image '{}' {}", path, problem));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError(fmt::format("cannot open image '{}'", path));
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});

@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <stdexcept>
 
@@ -136,19 +137,30 @@ std::optional<InputBatch> SequentialBatches::next() {
 TrainingBatches::TrainingBatches(const LongTailDataset& data, int64_t batch_size, uint64_t seed,
                                  torch::Device device, const std::string& sampler,
                                  int64_t num_epochs)
-    : data_(data), batch_size_(batch_size), size_(data.train.size()), device_(device),
+    : data_(data), batch_size_(batch_size), size_(data.train.size()), used_(size_),
+      device_(device),
       sampler_(sampler, data.train.labels, data.num_classes(), num_epochs) {
   check_batch_size(batch_size, "TrainingBatches");
+  // A last batch of one image is dropped each epoch (DataLoader's
+  // drop_last, applied only then): batch norm cannot train on one value per
+  // channel, as at the 1x1 last stage of an ImageNet ResNet on small images.
+  if (size_ > 1 && size_ % batch_size == 1) {
+    used_ = size_ - 1;
+    spdlog::info("the last batch of each epoch would hold 1 of the {} training images, and batch "
+                 "norm cannot train on one image: it is dropped (a different image each epoch; "
+                 "PyTorch's drop_last)", size_);
+  }
   if (data.file_backed()) {
-    loader_ = std::make_unique<Loader>(data.train.files, data.train_transform,
-                                       loader_options(data, batch_size, true, seed, device));
+    auto options = loader_options(data, batch_size, true, seed, device);
+    options.drop_last = used_ < size_;
+    loader_ = std::make_unique<Loader>(data.train.files, data.train_transform, options);
   } else {
     labels_ = data.train.labels.to(device);
   }
 }
 
 int64_t TrainingBatches::batches_per_epoch() const {
-  return (size_ + batch_size_ - 1) / batch_size_;
+  return (used_ + batch_size_ - 1) / batch_size_;
 }
 
 void TrainingBatches::start_epoch(int64_t epoch, at::Generator gen) {
@@ -174,8 +186,8 @@ std::optional<InputBatch> TrainingBatches::next() {
     return to_device(std::move(*batch), device_);
   }
   if (!order_.defined()) throw std::logic_error("TrainingBatches::next before start_epoch");
-  if (start_ >= size_) return std::nullopt;
-  const auto len = std::min(batch_size_, size_ - start_);
+  if (start_ >= used_) return std::nullopt;
+  const auto len = std::min(batch_size_, used_ - start_);
   auto idx = order_.narrow(0, start_, len);
   start_ += len;
   InputBatch b;

@@ -9,10 +9,16 @@
 #include <fstream>
 #include <limits>
 
+#include "fsa/io/files.h"
+
 namespace fs = std::filesystem;
 
 namespace fsa::data {
 namespace {
+
+/// The most classes a list's labels may imply when dataset.num_classes is 0
+/// (iNaturalist 2018 has 8,142; a stray huge label would allocate per class).
+constexpr int64_t kMaxInferredClasses = 1'000'000;
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
 
@@ -36,6 +42,9 @@ std::vector<int64_t> ListFile::class_counts() const {
 }
 
 ListFile read_list_file(const std::string& path, const ListFileOptions& options) {
+  if (const auto problem = io::file_problem(path); !problem.empty()) {
+    throw DataError(fmt::format("list file '{}' {}", path, problem));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError(fmt::format("cannot open list file '{}'", path));
   ListFile out;
@@ -44,12 +53,20 @@ ListFile read_list_file(const std::string& path, const ListFileOptions& options)
   int64_t max_label = -1;
   std::string line;
   for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
+    // A UTF-8 byte-order mark (Windows editors) is not part of the first path.
+    if (line_no == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
     const auto text = trim(line);
     if (text.empty()) continue;
     auto bad = [&](const std::string& what) {
       return DataError(fmt::format("list file {}:{}: {} in '{}'; expected 'relative/path label'",
                                    path, line_no, what, std::string(text)));
     };
+    if (text.find('\0') != std::string_view::npos) {
+      // Paths cannot hold NUL: the OS would silently take the part before it.
+      throw DataError(fmt::format("list file {}:{}: the line holds a NUL byte (a binary file, or "
+                                  "a damaged list?); expected 'relative/path label'",
+                                  path, line_no));
+    }
     const auto split = std::find_if(text.rbegin(), text.rend(), is_space);
     if (split == text.rend()) throw bad("no label");
     const auto label_at = static_cast<size_t>(text.rend() - split);
@@ -65,13 +82,16 @@ ListFile read_list_file(const std::string& path, const ListFileOptions& options)
     if (options.num_classes > 0 && label >= options.num_classes) {
       throw bad(fmt::format("label {} is >= the {} classes", label, options.num_classes));
     }
-    std::string full = options.root.empty() ? std::string(rel) : (root / std::string(rel)).string();
-    if (options.check_exists && !fs::exists(full)) {
-      throw DataError(fmt::format("list file {}:{}: '{}' does not exist", path, line_no, full));
+    if (options.num_classes == 0 && label >= kMaxInferredClasses) {
+      throw bad(fmt::format("label {} would make {} classes when the count is taken from the "
+                            "labels; set dataset.num_classes if that is meant (at most {} are "
+                            "inferred)", label, label, kMaxInferredClasses));
     }
-    if (options.check_exists && fs::is_directory(full)) {
-      throw DataError(fmt::format("list file {}:{}: '{}' is a folder, not an image file", path,
-                                  line_no, full));
+    std::string full = options.root.empty() ? std::string(rel) : (root / std::string(rel)).string();
+    if (options.check_exists) {
+      if (const auto problem = io::file_problem(full); !problem.empty()) {
+        throw DataError(fmt::format("list file {}:{}: '{}' {}", path, line_no, full, problem));
+      }
     }
     max_label = std::max(max_label, label);
     out.samples.push_back(FileSample{std::move(full), label});

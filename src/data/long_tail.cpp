@@ -274,15 +274,36 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     std::vector<std::string> classes, test_classes;
     const auto train_files = list_image_folder(root + "/train", &classes);
     std::vector<int64_t> labels;
+    if (train_files.empty()) {
+      throw DataError(fmt::format("image folder '{}/train' holds no images (expected "
+                                  "'train/<class>/*.jpg', .jpeg, .png or .bmp)", root));
+    }
     for (const auto& s : train_files) labels.push_back(s.label);
     kept = subsample_long_tail(labels, classes.size(), d.imbalance_factor, seed);
     std::vector<FileSample> chosen;
     for (auto i : kept) chosen.push_back(train_files[i]);
-    out.train = decode_images(chosen, classes, threads);
+    std::vector<int64_t> decoded;
+    out.train = decode_images(chosen, classes, threads, d.skip_corrupt, &decoded);
+    if (decoded.size() < kept.size()) {
+      std::vector<int64_t> still;
+      for (auto i : decoded) still.push_back(kept[static_cast<size_t>(i)]);
+      kept = std::move(still);
+    }
     auto test_files = list_image_folder(root + "/test", &test_classes);
+    if (test_files.empty()) {
+      throw DataError(fmt::format("image folder '{}/test' holds no images (expected "
+                                  "'test/<class>/*.jpg'); every accuracy would be 0 of 0", root));
+    }
     if (test_classes != classes) {
-      throw DataError(fmt::format("image folder '{}': test/ and train/ have different class "
-                                  "folders", root));
+      auto only_in = [](const std::vector<std::string>& a, const std::vector<std::string>& b) {
+        std::vector<std::string> out;
+        std::set_difference(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
+        return out.empty() ? std::string("none") : fmt::format("{}", fmt::join(out, ", "));
+      };
+      throw DataError(fmt::format(
+          "image folder '{}': test/ and train/ have different class folders (only in train/: "
+          "{}; only in test/: {}); expected the same classes in both",
+          root, only_in(classes, test_classes), only_in(test_classes, classes)));
     }
     if (d.max_test_per_class > 0) {
       std::vector<int64_t> seen(classes.size(), 0);
@@ -292,7 +313,7 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
       }
       test_files = std::move(limited);
     }
-    out.test = decode_images(test_files, classes, threads);
+    out.test = decode_images(test_files, classes, threads, d.skip_corrupt);
     out.format = "image-folder";
   };
 
@@ -374,6 +395,17 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
         d.name));
   }
 
+  if (name == "fashionmnistlt" || name == "mnistlt") {
+    // The datasets' definition; a header rewritten to other sides of the same
+    // byte count would otherwise scramble every image silently.
+    for (const auto* set : {&full_train, &out.test}) {
+      if (set->images.size(2) != 28 || set->images.size(3) != 28) {
+        throw DataError(fmt::format("dataset.root '{}': {} IDX images are {}x{}; {} images are "
+                                    "28x28", d.root, set == &full_train ? "training" : "test",
+                                    set->images.size(3), set->images.size(2), d.name));
+      }
+    }
+  }
   if (full_train.labels.defined()) {
     const auto labels = to_vector(full_train.labels);
     kept = subsample_long_tail(labels, full_train.num_classes(), d.imbalance_factor, seed);
@@ -389,6 +421,17 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     trained.reserve(split_at.train.size());
     for (auto i : split_at.train) trained.push_back(kept[static_cast<size_t>(i)]);
     kept = std::move(trained);
+  }
+  if (out.test.size() == 0) {
+    throw DataError(fmt::format("dataset '{}' ({}): the test split has no images; every accuracy "
+                                "would be 0 of 0", d.name, d.root));
+  }
+  if (!out.file_backed() &&
+      out.test.images.sizes().slice(1) != out.train.images.sizes().slice(1)) {
+    throw DataError(fmt::format("dataset '{}' ({}): test images are {} (channels, height, width), "
+                                "training images {}; expected one size", d.name, d.root,
+                                c10::str(out.test.images.sizes().slice(1)),
+                                c10::str(out.train.images.sizes().slice(1))));
   }
   out.source_indices = kept;
   const auto train_labels = to_vector(out.train.labels);

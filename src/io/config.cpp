@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <set>
 
+#include "fsa/io/files.h"
+
 namespace fsa::io {
 namespace {
 
@@ -292,7 +294,7 @@ int64_t list_dataset_classes(const std::string& name) {
 /// The keys of list-file datasets; any of them on another dataset is an error.
 void parse_list_dataset(MapReader& d, DatasetConfig& ds) {
   const std::vector<std::string> keys{"train_list",  "val_list",    "test_list",   "num_classes",
-                                      "num_workers", "transform",   "skip_corrupt"};
+                                      "num_workers", "transform"};
   if (!is_list_dataset(ds.name)) {
     for (const auto& key : keys) {
       if (d.has(key)) {
@@ -311,7 +313,6 @@ void parse_list_dataset(MapReader& d, DatasetConfig& ds) {
   if (ds.test_list.empty()) d.fail("dataset.test_list", "the test split list");
   ds.num_classes = d.get_int("num_classes", list_dataset_classes(ds.name), 0);
   ds.num_workers = d.get_int("num_workers", ds.num_workers, 0);
-  ds.skip_corrupt = d.get_bool("skip_corrupt", ds.skip_corrupt);
   auto t = d.child("transform");
   ds.transform.crop_size = t.get_int("crop_size", ds.transform.crop_size, 1);
   ds.transform.resize_size = t.get_int("resize_size", ds.transform.resize_size, 1);
@@ -351,39 +352,78 @@ bool is_list_dataset(const std::string& name) {
 
 namespace {
 
-/// Throws ConfigError at the second occurrence of a key in any mapping of
-/// `node`: yaml-cpp keeps both and a lookup would silently take one.
-void refuse_repeated_keys(const YAML::Node& node, const std::string& path,
-                          const std::string& prefix) {
-  if (node.IsSequence()) {
-    for (const auto& item : node) refuse_repeated_keys(item, path, prefix);
-    return;
-  }
-  if (!node.IsMap()) return;
-  std::set<std::string> seen;
-  for (const auto& kv : node) {
-    const auto key = kv.first.Scalar();
-    const auto full = prefix.empty() ? key : prefix + "." + key;
-    if (!seen.insert(key).second) {
-      throw ConfigError(fmt::format("config {}: key '{}' is given twice (again at line {}); "
-                                    "expected each key once", path, full,
-                                    kv.first.Mark().line + 1));
+constexpr int kMaxYamlDepth = 64;           // fsa's own configs nest 4 deep
+constexpr int64_t kMaxYamlValues = 100000;  // the largest shipped config has ~100
+
+/// Checks a parsed YAML document's structure before anything reads it:
+/// every mapping key is a plain scalar given once (yaml-cpp keeps a repeated
+/// key and a lookup would silently take one of them), nesting stays under
+/// kMaxYamlDepth and the document under kMaxYamlValues values. An alias
+/// that contains itself (`a: &x [*x]`) or aliases nested inside aliases
+/// (a "billion laughs" file) would otherwise recurse without end or expand
+/// for minutes. Throws ConfigError naming `source`, the key and line.
+class YamlStructureCheck {
+ public:
+  explicit YamlStructureCheck(std::string source) : source_(std::move(source)) {}
+
+  void operator()(const YAML::Node& node, const std::string& prefix, int depth = 0) {
+    if (++values_ > kMaxYamlValues) {
+      fail(prefix, fmt::format("a document of at most {} values; aliases (*name) inside "
+                               "aliases expand it beyond that",
+                               kMaxYamlValues));
     }
-    refuse_repeated_keys(kv.second, path, full);
+    if (depth > kMaxYamlDepth) {
+      fail(prefix, fmt::format("at most {} nested levels; an alias (*name) that refers to "
+                               "its own anchor nests without end",
+                               kMaxYamlDepth));
+    }
+    if (node.IsSequence()) {
+      for (const auto& item : node) (*this)(item, prefix, depth + 1);
+      return;
+    }
+    if (!node.IsMap()) return;
+    std::set<std::string> seen;
+    for (const auto& kv : node) {
+      const auto line = kv.first.Mark().line + 1;
+      if (!kv.first.IsScalar()) {
+        throw ConfigError(fmt::format(
+            "config {}: line {}{}: expected a plain key (a name), got a {} as a key (YAML's "
+            "'? ' complex key)", source_, line,
+            prefix.empty() ? "" : ", under '" + prefix + "'",
+            kv.first.IsSequence() ? "list" : "mapping"));
+      }
+      const auto key = kv.first.Scalar();
+      const auto full = prefix.empty() ? key : prefix + "." + key;
+      if (!seen.insert(key).second) {
+        throw ConfigError(fmt::format("config {}: key '{}' is given twice (again at line {}); "
+                                      "expected each key once", source_, full, line));
+      }
+      (*this)(kv.second, full, depth + 1);
+    }
   }
-}
+
+ private:
+  [[noreturn]] void fail(const std::string& prefix, const std::string& expected) const {
+    throw ConfigError(fmt::format("config {}: {}: expected {}", source_,
+                                  prefix.empty() ? "the document" : "key '" + prefix + "'",
+                                  expected));
+  }
+
+  std::string source_;
+  int64_t values_ = 0;
+};
 
 }  // namespace
 
 YAML::Node load_yaml_file(const std::string& path) {
-  if (!std::filesystem::exists(path)) {
-    throw ConfigError(fmt::format("config file '{}' does not exist", path));
+  if (const auto problem = file_problem(path); !problem.empty()) {
+    throw ConfigError(fmt::format("config file '{}' {}", path, problem));
   }
   try {
     YAML::Node doc = YAML::LoadFile(path);
     if (doc.IsNull()) return YAML::Node(YAML::NodeType::Map);
     if (!doc.IsMap()) throw ConfigError(fmt::format("config {}: expected a mapping of keys", path));
-    refuse_repeated_keys(doc, path, "");
+    YamlStructureCheck{path}(doc, "");
     return doc;
   } catch (const YAML::Exception& e) {
     throw ConfigError(fmt::format("config {}: not valid YAML at line {}, column {}: {}", path,
@@ -456,6 +496,7 @@ void apply_overrides(YAML::Node& doc, const std::vector<std::string>& overrides)
       // default (write key=null for null).
       const auto text = o.substr(eq + 1);
       value = text.empty() ? YAML::Node(std::string()) : YAML::Load(text);
+      YamlStructureCheck{"override '" + o + "'"}(value, o.substr(0, eq));
     } catch (const YAML::Exception& e) {
       throw ConfigError(fmt::format("override '{}': value is not valid YAML: {}", o, e.msg));
     }
@@ -559,6 +600,7 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
     }
     n.finish();
     c.dataset.max_test_per_class = d.get_int("max_test_per_class", 0, 0);
+    c.dataset.skip_corrupt = d.get_bool("skip_corrupt", c.dataset.skip_corrupt);
     c.dataset.val_fraction = d.get_double("val_fraction", 0);
     if (!(c.dataset.val_fraction >= 0 && c.dataset.val_fraction <= 0.5)) {
       d.fail("dataset.val_fraction", fmt::format("a fraction in [0, 0.5] of each class's training "
@@ -766,6 +808,7 @@ std::string to_yaml(const Config& c) {
   e << YAML::EndMap;
   e << YAML::Key << "max_test_per_class" << YAML::Value << c.dataset.max_test_per_class;
   e << YAML::Key << "val_fraction" << YAML::Value << c.dataset.val_fraction;
+  e << YAML::Key << "skip_corrupt" << YAML::Value << c.dataset.skip_corrupt;
   if (is_list_dataset(c.dataset.name)) {
     const auto& d = c.dataset;
     e << YAML::Key << "train_list" << YAML::Value << d.train_list;
@@ -773,7 +816,6 @@ std::string to_yaml(const Config& c) {
     e << YAML::Key << "test_list" << YAML::Value << d.test_list;
     e << YAML::Key << "num_classes" << YAML::Value << d.num_classes;
     e << YAML::Key << "num_workers" << YAML::Value << d.num_workers;
-    e << YAML::Key << "skip_corrupt" << YAML::Value << d.skip_corrupt;
     e << YAML::Key << "transform" << YAML::Value << YAML::BeginMap;
     e << YAML::Key << "crop_size" << YAML::Value << d.transform.crop_size;
     e << YAML::Key << "resize_size" << YAML::Value << d.transform.resize_size;

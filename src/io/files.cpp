@@ -45,9 +45,33 @@ void write_file_atomic(const std::string& path, const std::vector<char>& bytes) 
   write_bytes(path, bytes.data(), bytes.size());
 }
 
+std::string file_problem(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) return "cannot be read: " + ec.message();
+  switch (status.type()) {
+    case fs::file_type::regular:
+      return "";
+    case fs::file_type::not_found:
+      return "does not exist";
+    case fs::file_type::directory:
+      return "is a folder, not a file";
+    case fs::file_type::fifo:
+      return "is a named pipe (FIFO), not a file";
+    case fs::file_type::block:
+    case fs::file_type::character:
+      return "is a device, not a file";
+    case fs::file_type::socket:
+      return "is a socket, not a file";
+    default:
+      return "is not a regular file";
+  }
+}
+
 std::vector<char> read_file(const std::string& path) {
-  if (std::filesystem::is_directory(path)) {
-    throw std::runtime_error(fmt::format("'{}' is a folder, not a file", path));
+  if (const auto problem = file_problem(path); !problem.empty()) {
+    throw std::runtime_error(fmt::format("'{}' {}", path, problem));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(fmt::format("cannot open '{}'", path));

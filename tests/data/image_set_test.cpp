@@ -1,8 +1,15 @@
 #include "fsa/data/image_set.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
+#include <filesystem>
+#include <numeric>
+#include <opencv2/imgcodecs.hpp>
+
+#include "fsa/data/image_transforms.h"
+#include "fsa/data/long_tail.h"
 #include "test_util.h"
 
 namespace fsa::data {
@@ -161,6 +168,210 @@ TEST(ImageFolder, CorruptImageIsNamed) {
     EXPECT_NE(std::string(e.what()).find("0001.png"), std::string::npos) << e.what();
   }
   EXPECT_THROW(list_image_folder(dir / "nope", &classes), DataError);
+}
+
+TEST(IdxReader, ImpossibleSidesAreNamedBeforeAnyProduct) {
+  TempDir dir;
+  write_bytes(dir / "lab", idx_labels({0}));
+  for (const auto& [h, w] : {std::pair<uint32_t, uint32_t>{1u << 30, 1u << 30}, {0, 28}}) {
+    auto header = idx_images(0, 0, 0);
+    header.resize(16);
+    for (int s = 24, k = 8; s >= 0; s -= 8, ++k) header[k] = uint8_t(h >> s);
+    for (int s = 24, k = 12; s >= 0; s -= 8, ++k) header[k] = uint8_t(w >> s);
+    header[7] = 1;  // one image
+    write_bytes(dir / "img", header);
+    try {
+      read_idx(dir / "img", dir / "lab", 10);
+      FAIL() << "no error for " << h << "x" << w;
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("expected sides of 1 to 65535"), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+TEST(DataFiles, PipesFoldersAndDevicesAreRefusedByName) {
+  TempDir dir;
+  const auto fifo = dir / "fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::filesystem::create_directories(dir / "folder");
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {fifo, "is a named pipe (FIFO), not a file"},
+      {dir / "folder", "is a folder, not a file"},
+      {"/dev/zero", "is a device, not a file"},
+      {dir / "missing", "does not exist"}};
+  for (const auto& [path, expected] : cases) {
+    for (int reader = 0; reader < 3; ++reader) {
+      try {
+        if (reader == 0) read_cifar_batches({path}, 1, 10);
+        if (reader == 1) read_idx(path, path, 10);
+        if (reader == 2) decode_image(path);
+        FAIL() << "no error for " << path;
+      } catch (const DataError& e) {
+        EXPECT_NE(std::string(e.what()).find("'" + path + "' " + expected), std::string::npos)
+            << e.what();
+      }
+    }
+  }
+}
+
+TEST(ImageFolder, HiddenEntriesAreSkipped) {
+  TempDir dir;
+  fsa::testing::make_image_folder(dir.path(), {2, 3}, 1);
+  // Jupyter's checkpoint folder would sort first and become class 0.
+  std::filesystem::create_directories(dir / "train/.ipynb_checkpoints");
+  std::filesystem::copy_file(dir / "train/class_0/0000.png", dir / "train/.ipynb_checkpoints/x.png");
+  std::filesystem::copy_file(dir / "train/class_1/0000.png", dir / "train/class_1/.0000.png");
+  std::vector<std::string> classes;
+  const auto files = list_image_folder(dir / "train", &classes);
+  EXPECT_EQ(classes, (std::vector<std::string>{"class_0", "class_1"}));
+  EXPECT_EQ(files.size(), 5u);
+}
+
+TEST(ImageFolder, EveryImageIsRgbOfOneSize) {
+  TempDir dir;
+  fsa::testing::make_image_folder(dir.path(), {3}, 1);
+  // A grayscale image first no longer makes the whole set grayscale.
+  cv::Mat gray(32, 32, CV_8UC1, cv::Scalar(77));
+  ASSERT_TRUE(cv::imwrite(dir / "train/class_0/0000.png", gray));
+  std::vector<std::string> classes;
+  auto files = list_image_folder(dir / "train", &classes);
+  const auto set = decode_images(files, classes, 2);
+  ASSERT_EQ(set.images.sizes(), torch::IntArrayRef({3, 3, 32, 32}));
+  EXPECT_TRUE(torch::all(set.images[0] == 77).item<bool>());  // R = G = B = the gray value
+  // Another size is named, with the image that set the size.
+  ASSERT_TRUE(cv::imwrite(dir / "train/class_0/0002.png", cv::Mat(16, 16, CV_8UC3)));
+  try {
+    decode_images(files, classes, 2);
+    FAIL() << "no error for a 16x16 image";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("0002.png' is 16x16, expected 32x32 like"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(ImageFolder, TruncatedJpegsAreRefusedOrSkippedAsInListFiles) {
+  TempDir dir;
+  fsa::testing::make_image_folder(dir.path(), {3}, 1);
+  std::vector<uint8_t> jpeg;
+  cv::imencode(".jpg", cv::Mat(32, 32, CV_8UC3, cv::Scalar(1, 2, 3)), jpeg);
+  jpeg.resize(jpeg.size() / 2);  // libjpeg alone would decode the half with a warning
+  write_bytes(dir / "train/class_0/0001.jpg", jpeg);
+  std::vector<std::string> classes;
+  const auto files = list_image_folder(dir / "train", &classes);
+  ASSERT_EQ(files.size(), 4u);
+  try {
+    decode_images(files, classes, 2);
+    FAIL() << "a truncated JPEG was accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("0001.jpg' is a truncated JPEG"), std::string::npos)
+        << e.what();
+  }
+  std::vector<int64_t> decoded;
+  const auto set = decode_images(files, classes, 2, /*skip_corrupt=*/true, &decoded);
+  EXPECT_EQ(set.size(), 3);
+  EXPECT_EQ(decoded, (std::vector<int64_t>{0, 2, 3}));  // 0000.png, [0001.jpg], 0001.png, 0002.png
+}
+
+/// A PNG whose header claims width × height (a valid IHDR with its CRC) and
+/// no image data.
+std::vector<uint8_t> png_header_only(uint32_t width, uint32_t height) {
+  std::vector<uint8_t> b{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13};
+  std::vector<uint8_t> chunk{'I', 'H', 'D', 'R'};
+  for (uint32_t v : {width, height}) {
+    for (int s = 24; s >= 0; s -= 8) chunk.push_back(uint8_t(v >> s));
+  }
+  for (uint8_t v : {8, 2, 0, 0, 0}) chunk.push_back(v);  // 8-bit RGB
+  const auto crc = crc32(0, chunk.data(), unsigned(chunk.size()));
+  b.insert(b.end(), chunk.begin(), chunk.end());
+  for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(crc >> s));
+  return b;
+}
+
+TEST(ImageFolder, AHugeHeaderIsANamedErrorNotAnAbort) {
+  TempDir dir;
+  fsa::testing::make_image_folder(dir.path(), {2}, 1);
+  for (const auto* name : {"0000.png", "0001.png"}) {  // as the first image and as a later one
+    const auto path = dir / (std::string("train/class_0/") + name);
+    const auto saved = fsa::testing::read_text(path);
+    write_bytes(path, png_header_only(60000, 60000));
+    std::vector<std::string> classes;
+    const auto files = list_image_folder(dir / "train", &classes);
+    try {
+      decode_images(files, classes, 2);
+      FAIL() << "no error for " << name;
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+    write_bytes(path, std::vector<uint8_t>(saved.begin(), saved.end()));
+  }
+}
+
+TEST(LongTailDataset, TestImagesOfAnotherSizeOrNoneAreRefused) {
+  TempDir dir;
+  fsa::testing::make_image_folder(dir / "d", {4, 4}, 1);
+  io::DatasetConfig d;
+  d.name = "ImageFolder-LT";
+  d.root = dir / "d";
+  d.imbalance_factor = 1;
+  io::FinetuneConfig split;
+  EXPECT_EQ(load_long_tail_dataset(d, split, 0, 1).test.size(), 2);
+  for (const auto* c : {"class_0", "class_1"}) {
+    ASSERT_TRUE(cv::imwrite(dir / (std::string("d/test/") + c + "/0000.png"), cv::Mat(16, 16, CV_8UC3)));
+  }
+  try {
+    load_long_tail_dataset(d, split, 0, 1);
+    FAIL() << "16x16 test images beside 32x32 training images were accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("test images are [3, 16, 16]"), std::string::npos)
+        << e.what();
+  }
+  for (const auto* c : {"class_0", "class_1"}) {
+    std::filesystem::remove(dir / (std::string("d/test/") + c + "/0000.png"));
+  }
+  try {
+    load_long_tail_dataset(d, split, 0, 1);
+    FAIL() << "an empty test split was accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("test' holds no images"), std::string::npos) << e.what();
+  }
+}
+
+TEST(LongTailDataset, MnistFamilyImagesAre28By28AndTheTestSplitNotEmpty) {
+  TempDir dir;
+  std::vector<uint8_t> labels(10);
+  std::iota(labels.begin(), labels.end(), 0);
+  auto write = [&](uint32_t train_h, uint32_t train_w, uint32_t test_n) {
+    write_bytes(dir / "train-images-idx3-ubyte", idx_images(10, train_h, train_w));
+    write_bytes(dir / "train-labels-idx1-ubyte", idx_labels(labels));
+    write_bytes(dir / "t10k-images-idx3-ubyte", idx_images(test_n, 28, 28));
+    write_bytes(dir / "t10k-labels-idx1-ubyte",
+                idx_labels(std::vector<uint8_t>(labels.begin(), labels.begin() + test_n)));
+  };
+  io::DatasetConfig d;
+  d.name = "Fashion-MNIST-LT";
+  d.root = dir.path();
+  d.imbalance_factor = 1;
+  io::FinetuneConfig split;
+  write(28, 28, 10);
+  EXPECT_EQ(load_long_tail_dataset(d, split, 0, 1).train.images.size(2), 32);  // padded
+  write(14, 56, 10);  // the same bytes per image, other sides
+  try {
+    load_long_tail_dataset(d, split, 0, 1);
+    FAIL() << "56x14 Fashion-MNIST images were accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("training IDX images are 56x14"), std::string::npos)
+        << e.what();
+  }
+  write(28, 28, 0);
+  try {
+    load_long_tail_dataset(d, split, 0, 1);
+    FAIL() << "an empty test split was accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("the test split has no images"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

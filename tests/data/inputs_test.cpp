@@ -140,7 +140,7 @@ std::vector<torch::Tensor> epoch_inputs(TrainingBatches& input, int64_t epoch,
 
 TEST(Inputs, FileBackedTrainingEpochsAreCompleteAndReproducible) {
   fsa::testing::TempDir dir;
-  auto d1 = png_dataset(dir.path(), 9, 16, 1);
+  auto d1 = png_dataset(dir.path(), 10, 16, 1);
   auto d2 = d1;
   d2.workers = 2;
   TrainingBatches a(d1, 4, 7, torch::kCPU), b(d2, 4, 7, torch::kCPU);
@@ -148,7 +148,7 @@ TEST(Inputs, FileBackedTrainingEpochsAreCompleteAndReproducible) {
   for (int64_t epoch = 0; epoch < 2; ++epoch) {
     std::multiset<int64_t> seen_a, seen_b;
     const auto xa = epoch_inputs(a, epoch, &seen_a), xb = epoch_inputs(b, epoch, &seen_b);
-    EXPECT_EQ(seen_a, (std::multiset<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
+    EXPECT_EQ(seen_a, (std::multiset<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
     EXPECT_EQ(seen_a, seen_b);
     ASSERT_EQ(xa.size(), xb.size());
     for (size_t k = 0; k < xa.size(); ++k) EXPECT_TRUE(torch::equal(xa[k], xb[k])) << k;
@@ -176,6 +176,41 @@ TEST(Inputs, ResidentTrainingEpochsAreCompleteAndFollowTheGenerator) {
   const auto picked = d.train.images.index_select(0, order.narrow(0, 0, 4));
   const auto first = normalize(random_crop_flip(picked, 4, gen), kMean, kStd);
   EXPECT_TRUE(torch::equal(first, xa[0]));
+}
+
+TEST(Inputs, ALastBatchOfOneImageIsDropped) {
+  // Batch norm cannot train on one image: 9 images in batches of 4 make two
+  // batches (DataLoader's drop_last), 10 make three (the last of 2 is kept).
+  LongTailDataset d;
+  d.train.images = torch::randint(0, 256, {9, 3, 8, 8}, torch::kUInt8);
+  d.train.labels = torch::arange(9, torch::kInt64).remainder(3);
+  d.mean = kMean;
+  d.std = kStd;
+  TrainingBatches resident(d, 4, 0, torch::kCPU);
+  EXPECT_EQ(resident.batches_per_epoch(), 2);
+  std::set<int64_t> left_out;
+  for (int64_t epoch = 0; epoch < 6; ++epoch) {
+    std::multiset<int64_t> seen;
+    EXPECT_EQ(epoch_inputs(resident, epoch, &seen).size(), 2u);
+    ASSERT_EQ(seen.size(), 8u);
+    EXPECT_EQ(std::set<int64_t>(seen.begin(), seen.end()).size(), 8u);  // no image twice
+    for (int64_t i = 0; i < 9; ++i) {
+      if (!seen.count(i)) left_out.insert(i);
+    }
+  }
+  EXPECT_GT(left_out.size(), 1u);  // not always the same image
+
+  fsa::testing::TempDir dir;
+  const auto files = png_dataset(dir.path(), 9, 16, 1);
+  TrainingBatches file_backed(files, 4, 7, torch::kCPU);
+  EXPECT_EQ(file_backed.batches_per_epoch(), 2);
+  std::multiset<int64_t> seen;
+  EXPECT_EQ(epoch_inputs(file_backed, 0, &seen).size(), 2u);
+  EXPECT_EQ(seen.size(), 8u);
+
+  d.train.images = torch::randint(0, 256, {10, 3, 8, 8}, torch::kUInt8);
+  d.train.labels = torch::arange(10, torch::kInt64).remainder(3);
+  EXPECT_EQ(TrainingBatches(d, 4, 0, torch::kCPU).batches_per_epoch(), 3);
 }
 
 TEST(Inputs, FileBackedAugmentedInputIsSeededFromTheGenerator) {

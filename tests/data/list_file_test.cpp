@@ -79,8 +79,36 @@ TEST(ListFile, BadLinesNameFileAndLine) {
   write_text(dir / "empty.txt", "\n\r\n  \n");
   EXPECT_NE(data_error([&] { read_list_file(dir / "empty.txt"); }).find("lists no images"),
             std::string::npos);
-  EXPECT_NE(data_error([&] { read_list_file(dir / "missing.txt"); }).find("cannot open"),
+  EXPECT_NE(data_error([&] { read_list_file(dir / "missing.txt"); }).find("does not exist"),
             std::string::npos);
+}
+
+TEST(ListFile, ByteOrderMarkNulBytesHugeLabelsAndLongPaths) {
+  TempDir dir;
+  // A UTF-8 byte-order mark is not part of the first path.
+  write_text(dir / "bom.txt", "\xEF\xBB\xBF" "a.jpg 0\nb.jpg 1\n");
+  EXPECT_EQ(read_list_file(dir / "bom.txt").samples[0].path, "a.jpg");
+  // A NUL byte would cut the path silently.
+  write_text(dir / "nul.txt", std::string("a.jpg 0\nb.jpg\0.png 1\n", 21));
+  auto msg = data_error([&] { read_list_file(dir / "nul.txt"); });
+  EXPECT_NE(msg.find("nul.txt:2: the line holds a NUL byte"), std::string::npos) << msg;
+  // A huge label with the class count taken from the labels.
+  write_text(dir / "huge.txt", "a.jpg 0\nb.jpg 9223372036854775807\n");
+  msg = data_error([&] { read_list_file(dir / "huge.txt"); });
+  EXPECT_NE(msg.find("huge.txt:2: label 9223372036854775807 would make"), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("set dataset.num_classes"), std::string::npos) << msg;
+  // A path longer than the OS allows: named with the line, not a bare OS error.
+  write_text(dir / "long.txt", std::string(5000, 'x') + ".jpg 0\n");
+  msg = data_error([&] { read_list_file(dir / "long.txt", {dir.path(), true, 0}); });
+  EXPECT_NE(msg.find("long.txt:1: '"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("File name too long"), std::string::npos) << msg;
+  // A pipe or a device as a listed image or as the list itself.
+  write_text(dir / "dev.txt", "/dev/zero 0\n");
+  msg = data_error([&] { read_list_file(dir / "dev.txt", {"", true, 0}); });
+  EXPECT_NE(msg.find("dev.txt:1: '/dev/zero' is a device"), std::string::npos) << msg;
+  msg = data_error([&] { read_list_file("/dev/zero"); });
+  EXPECT_NE(msg.find("list file '/dev/zero' is a device"), std::string::npos) << msg;
 }
 
 TEST(ListFile, ChecksThatFilesExist) {

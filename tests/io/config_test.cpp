@@ -1,5 +1,6 @@
 #include "fsa/io/config.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -236,6 +237,52 @@ TEST(Config, MissingAndMalformedFilesNameTheFile) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("bad.yaml"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("line"), std::string::npos) << e.what();
+  }
+}
+
+/// load_yaml_file's ConfigError message for a file holding `text`.
+std::string file_error(const fsa::testing::TempDir& dir, const std::string& text) {
+  const auto path = dir / "aliases.yaml";
+  std::ofstream(path) << text;
+  try {
+    load_yaml_file(path);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, SelfReferringAliasesAliasBombsAndComplexKeysAreNamedErrors) {
+  fsa::testing::TempDir dir;
+  // An alias inside its own anchor: unbounded recursion before, a named error now.
+  auto e = file_error(dir, "random_seed: &a [*a]\n");
+  EXPECT_NE(e.find("aliases.yaml"), std::string::npos) << e;
+  EXPECT_NE(e.find("refers to its own anchor"), std::string::npos) << e;
+  e = file_error(dir, "model: &m\n  name: *m\n");
+  EXPECT_NE(e.find("key 'model.name"), std::string::npos) << e;
+  // Ten levels of ten aliases each: 10^10 values if expanded.
+  std::string bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 10; ++i) {
+    bomb += fmt::format("a{0}: &a{0} [", i);
+    for (int j = 0; j < 10; ++j) bomb += fmt::format("{}*a{}", j ? ", " : "", i - 1);
+    bomb += "]\n";
+  }
+  e = file_error(dir, bomb);
+  EXPECT_NE(e.find("at most 100000 values"), std::string::npos) << e;
+  e = file_error(dir, "? [a, b]\n: 1\n");
+  EXPECT_NE(e.find("line 1: expected a plain key"), std::string::npos) << e;
+  // Ordinary anchors and aliases still work.
+  std::ofstream(dir / "ok.yaml") << "x: &v 3\ny: *v\n";
+  const auto ok = load_yaml_file(dir / "ok.yaml");
+  EXPECT_EQ(ok["y"].as<int>(), 3);
+  // An override is checked the same way.
+  YAML::Node doc(YAML::NodeType::Map);
+  try {
+    apply_overrides(doc, {"random_seed=&a [*a]"});
+    FAIL() << "no error for a self-referring override";
+  } catch (const ConfigError& err) {
+    EXPECT_NE(std::string(err.what()).find("override 'random_seed=&a [*a]'"), std::string::npos)
+        << err.what();
   }
 }
 

@@ -66,15 +66,22 @@ ImageSet read_idx(const std::string& images_path, const std::string& labels_path
                   int64_t num_classes);
 
 /// Lists `dir/<class>/*.{jpg,jpeg,png,bmp}`; classes in sorted folder-name
-/// order, files in sorted order. Throws DataError if `dir` is missing or has
-/// no class folders.
+/// order, files in sorted order. Hidden entries (names starting with '.',
+/// such as Jupyter's .ipynb_checkpoints) are skipped, and said so once.
+/// Throws DataError if `dir` is missing or has no class folders.
 std::vector<FileSample> list_image_folder(const std::string& dir,
                                           std::vector<std::string>* class_names);
 
-/// Decodes the files (in parallel over `threads` threads) into an ImageSet of
-/// their common size; colour images become 3-channel RGB. Throws DataError
-/// naming the file that is unreadable or of another size.
+/// Decodes the files (in parallel over `threads` threads) into an ImageSet
+/// of their common size, uint8 [N, 3, H, W] RGB whatever each file holds
+/// (torchvision's ImageFolder loader; data/image_transforms.h decode_image).
+/// Throws DataError naming the file that is not a readable regular file,
+/// cannot be decoded (truncated, garbled, too large for OpenCV) or is of
+/// another size. With `skip_corrupt`, files that cannot be decoded are left
+/// out instead (each logged, then the count; `decoded`, if given, receives
+/// the positions in `samples` of the images kept); other sizes still throw.
 ImageSet decode_images(const std::vector<FileSample>& samples,
-                       const std::vector<std::string>& class_names, int threads);
+                       const std::vector<std::string>& class_names, int threads,
+                       bool skip_corrupt = false, std::vector<int64_t>* decoded = nullptr);
 
 }  // namespace fsa::data

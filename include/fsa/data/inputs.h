@@ -84,6 +84,8 @@ class SequentialBatches {
 /// the caller's generator). File-backed: instance-balanced uses
 /// data::Loader's order and per-sample seeds, from (seed, epoch) alone, and
 /// does not draw from `gen`; the other samplers draw the order from `gen`.
+/// When the last batch would hold a single image it is dropped (logged
+/// once): batch norm cannot train on one image.
 class TrainingBatches {
  public:
   /// `sampler` is a train.sampler name, `num_epochs` the schedule's length
@@ -101,6 +103,7 @@ class TrainingBatches {
  private:
   const LongTailDataset& data_;
   int64_t batch_size_, size_;
+  int64_t used_;  ///< images per epoch: size_, less a last batch of one
   torch::Device device_;
   ClassSampler sampler_;
   torch::Tensor labels_;        // int64 [N] on the device (resident)

@@ -42,11 +42,14 @@ struct ListFile {
 /// Reads a list file. Each non-blank line is `path label`: the label is the
 /// last whitespace-separated field, the path everything before it (so a path
 /// may hold spaces); leading/trailing spaces, tabs and a CR before the LF are
-/// ignored, as are blank lines.
+/// ignored, as are blank lines and a UTF-8 byte-order mark.
 /// Throws DataError naming the file and the 1-based line number for a line
-/// without a label, a label that is not a non-negative integer or is >=
-/// options.num_classes; naming file:line and the path for a missing file
-/// (with check_exists); and for an unreadable or empty list.
+/// without a label, with a NUL byte, a label that is not a non-negative
+/// integer, is >= options.num_classes or, when num_classes is 0 (inferred),
+/// is 1,000,000 or more; naming file:line and the path for a listed path
+/// that is missing, a folder, a pipe or a device, or too long for the OS
+/// (with check_exists); and for an unreadable or empty list, or one that is
+/// not a regular file.
 ListFile read_list_file(const std::string& path, const ListFileOptions& options = {});
 
 /// Reads a NumPy .npy file holding a 1-D little-endian int64 array ('<i8',

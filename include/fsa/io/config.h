@@ -66,10 +66,11 @@ struct DatasetConfig {
   int64_t num_classes = 0;
   /// List-file datasets: decoding and augmentation worker threads.
   int64_t num_workers = 4;
-  /// List-file datasets: false (default) stops the run at the first image
-  /// that cannot be decoded, naming it; true decodes every listed image once
-  /// when the dataset is loaded and leaves out (logging each, then the count)
-  /// those that cannot be decoded.
+  /// Image files (list-file datasets and image folders): false (default)
+  /// stops the run at the first image that cannot be decoded, naming it;
+  /// true decodes every image once when the dataset is loaded and leaves out
+  /// (logging each, then the count) those that cannot be decoded. CIFAR
+  /// binary and IDX files have no per-image files to skip.
   bool skip_corrupt = false;
   /// List-file datasets: the image pipeline.
   TransformConfig transform;

@@ -12,7 +12,15 @@ namespace fsa::io {
 void write_file_atomic(const std::string& path, const std::string& bytes);
 void write_file_atomic(const std::string& path, const std::vector<char>& bytes);
 
-/// Reads a whole file; throws std::runtime_error naming the path if missing.
+/// Reads a whole file; throws std::runtime_error naming the path if it is
+/// missing or not a regular file (file_problem).
 std::vector<char> read_file(const std::string& path);
+
+/// Why `path` cannot be read as a file of data, or "" if it can: "does not
+/// exist", "is a folder, not a file", "is a named pipe (FIFO), not a file",
+/// "is a device, not a file", ... (symbolic links are followed). Reading a
+/// pipe or a device such as /dev/zero would block or never end, so every
+/// reader of configs, data, lists and checkpoints asks this first.
+std::string file_problem(const std::string& path);
 
 }  // namespace fsa::io
