@@ -3,6 +3,7 @@
 // per subcommand; every error becomes one message and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -20,6 +21,7 @@
 #include "fsa/models/summary.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/decouple.h"
+#include "fsa/train/engine.h"
 #include "fsa/train/phases.h"
 #include "fsa/train/runtime.h"
 #include "fsa/train/visualize.h"
@@ -87,7 +89,8 @@ void add_common(CLI::App* cmd, CommonOptions& o) {
 
 /// The document the options describe: the file (or the embedded quickstart),
 /// the --device and --set overrides applied.
-YAML::Node load_document(const CommonOptions& o, std::string* source) {
+YAML::Node load_document(const CommonOptions& o, std::string* source,
+                         YAML::Node* as_written = nullptr) {
   YAML::Node doc;
   if (o.config.empty()) {
     doc = YAML::Load(fsa::app::kQuickstartYaml);
@@ -96,9 +99,24 @@ YAML::Node load_document(const CommonOptions& o, std::string* source) {
     doc = fsa::io::load_yaml_file(o.config);
     *source = o.config;
   }
-  // Messages name the file and what the command line changed in it.
-  for (const auto& kv : o.overrides) *source += " --set " + kv;
+  // Messages name the file and say that the command line changed it (the
+  // key they name says which override, if any; listing every --set before
+  // the key buried it).
+  const auto n = o.overrides.size();
+  if (n > 0) *source += fmt::format(" (with {} --set override{})", n, n == 1 ? "" : "s");
   if (!o.device.empty()) *source += " --device " + o.device;
+  if (as_written) {
+    // The file and the overrides addressed to a phase by name
+    // (phase_iii.precision=...): see phase_config.
+    *as_written = YAML::Clone(doc);
+    std::vector<std::string> by_phase;
+    for (const auto& kv : o.overrides) {
+      for (const std::string phase : {"phase_i", "phase_ii", "phase_iii", "decouple"}) {
+        if (kv.rfind(phase + ".", 0) == 0) by_phase.push_back(kv);
+      }
+    }
+    fsa::io::apply_overrides(*as_written, by_phase);
+  }
   auto overrides = o.overrides;
   if (!o.device.empty()) overrides.push_back("device=" + o.device);
   if (o.quiet) overrides.push_back("log.progress=quiet");
@@ -108,10 +126,17 @@ YAML::Node load_document(const CommonOptions& o, std::string* source) {
 
 fsa::io::Config phase_config(const CommonOptions& o, const std::string& phase) {
   std::string source;
-  auto doc = load_document(o, &source);
-  // Every phase's section is checked, not only this command's: a typo under
-  // phase_iii should not wait for the finetune command to be found.
-  if (fsa::io::is_pipeline(doc)) fsa::io::parse_pipeline(doc, source);
+  YAML::Node as_written;
+  auto doc = load_document(o, &source, &as_written);
+  // Every phase's section of the file is checked, not only this command's: a
+  // typo under phase_iii (in the file or in --set phase_iii.key=...) should
+  // not wait for the finetune command to be found. A top-level --set is
+  // checked with this command's phase only: `fsa train --set
+  // train.lr_scheduler.kwargs.milestones=[...]` is meant for Phase I,
+  // whatever Phase III's constant learning rate would make of it.
+  if (fsa::io::is_pipeline(as_written)) {
+    fsa::io::parse_pipeline(as_written, o.config.empty() ? source : o.config);
+  }
   return fsa::io::parse_config(fsa::io::phase_document(doc, phase), source);
 }
 
@@ -123,7 +148,16 @@ std::string out_dir(const CommonOptions& o, const std::string& fallback) {
 
 /// Logs to the console and, once the run folder is known, to its log.txt.
 void log_to_folder(const std::string& dir) {
-  fs::create_directories(dir);
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
+    throw fsa::io::ConfigError(fmt::format("--out '{}' is a file; expected a folder for the "
+                                           "run's outputs", dir));
+  }
+  fs::create_directories(dir, ec);
+  if (ec) {
+    throw fsa::io::ConfigError(fmt::format("--out '{}': cannot create the folder: {}", dir,
+                                           ec.message()));
+  }
   auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(
       (fs::path(dir) / "log.txt").string(), /*truncate=*/false);
   file->set_level(spdlog::level::debug);  // running-loss lines go to the file only
@@ -139,6 +173,31 @@ void require_file(const std::string& path, const std::string& what) {
 
 }  // namespace
 
+/// `fsa export`: the checkpoint's network (with its own architecture,
+/// classes and classifier kind) and description, without optimiser state.
+void export_weights(const std::string& from, const std::string& to) {
+  const auto info = fsa::train::read_checkpoint_info(from);
+  std::shared_ptr<fsa::models::Backbone> model;
+  try {
+    model = fsa::models::make_model(info.arch, info.num_classes);
+  } catch (const std::invalid_argument& e) {
+    throw fsa::train::CheckpointError(fmt::format("checkpoint '{}': {}", from, e.what()));
+  }
+  std::string classifier;
+  try {
+    const auto recorded = YAML::Load(info.config);
+    if (recorded["model"] && recorded["model"]["classifier"]) {
+      classifier = recorded["model"]["classifier"].as<std::string>();
+    }
+  } catch (const YAML::Exception&) {  // no config: a linear classifier
+  }
+  if (classifier == "cosine") model->use_cosine_classifier();
+  fsa::train::load_checkpoint(from, *model, nullptr);
+  fsa::train::save_checkpoint(to, *model, nullptr, info);
+  spdlog::info("export: the weights of '{}' ({} with {} classes, {} epochs) written to '{}'",
+               from, info.arch, info.num_classes, info.epoch, to);
+}
+
 int main(int argc, char** argv) {
   fsa::train::retain_freed_memory();  // before the first tensor
   spdlog::set_default_logger(spdlog::stdout_color_mt("fsa"));
@@ -146,7 +205,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::debug);
   spdlog::set_pattern("[%H:%M:%S] %v");
   spdlog::flush_on(spdlog::level::info);  // log.txt is complete even if the run is killed
-  spdlog::flush_on(spdlog::level::info);
+  fsa::train::install_interrupt_handlers();  // Ctrl-C: stop after the batch, keep the checkpoint
 
   CLI::App app{"fsa: feature space augmentation for long-tailed image classification "
                "(Chu et al., ECCV 2020)"};
@@ -225,10 +284,32 @@ int main(int argc, char** argv) {
                    "resnet20/32/44/56/110 (CIFAR) or resnet10/18/34/50/101/152 (ImageNet)")
       ->required();
   info->add_option("--classes", info_classes, "classes (default: 10 CIFAR, 1000 ImageNet)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t(1), int64_t(1000000)));
   info->add_option("--size", info_size, "input side in pixels (default: 32 CIFAR, 224 ImageNet)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t(1), int64_t(4096)));
 
+  std::string export_ckpt, export_out;
+  auto* export_cmd = app.add_subcommand(
+      "export", "a checkpoint's weights without its optimiser state: a smaller file for "
+                "sharing, fsa test and Phases II-III (it cannot be resumed)");
+  export_cmd->add_option("--checkpoint", export_ckpt, "checkpoint to export")->required();
+  export_cmd->add_option("--out", export_out, "the file to write")->required();
+
+  // CLI11 reads an unknown first word ("fsa trian") as a stray argument and
+  // says only that a subcommand is required: name it.
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    std::vector<std::string> names;
+    for (const auto* sub : app.get_subcommands({})) {
+      names.push_back(sub->get_name());
+      known = known || sub->get_name() == argv[1];
+    }
+    if (!known) {
+      std::cerr << fmt::format("fsa: unknown command '{}'; expected one of: {} (fsa --help)\n",
+                               argv[1], fmt::join(names, ", "));
+      return static_cast<int>(CLI::ExitCodes::ExtrasError);
+    }
+  }
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -295,6 +376,9 @@ int main(int argc, char** argv) {
       const auto dir = out_dir(test_o, "test");
       log_to_folder(dir);
       fsa::train::run_test(cfg, ws, test_ckpt, dir);
+    } else if (export_cmd->parsed()) {
+      require_file(export_ckpt, "--checkpoint");
+      export_weights(export_ckpt, export_out);
     } else if (table->parsed()) {
       std::vector<fsa::io::ResultRow> rows;
       for (const auto& dir : table_runs) {
@@ -347,6 +431,18 @@ int main(int argc, char** argv) {
       options.bf16_mixed = !bench_o.no_bf16;
       options.jpeg = !bench_o.no_jpeg;
       options.losses = !bench_o.no_losses;
+      if (!bench_o.json.empty()) {  // before minutes of timing, not after
+        const auto parent = fs::absolute(bench_o.json).parent_path();
+        std::error_code ec;
+        if (!fs::is_directory(parent, ec) && !fs::create_directories(parent, ec)) {
+          throw fsa::io::ConfigError(fmt::format("--json '{}': cannot create its folder '{}'",
+                                                 bench_o.json, parent.string()));
+        }
+        if (fs::is_directory(bench_o.json, ec)) {
+          throw fsa::io::ConfigError(fmt::format("--json '{}' is a folder; expected a file name",
+                                                 bench_o.json));
+        }
+      }
       const auto result = fsa::bench::run_bench(options);
       if (!bench_o.json.empty()) {
         fsa::io::write_file_atomic(bench_o.json, result.dump(2) + "\n");
@@ -360,6 +456,9 @@ int main(int argc, char** argv) {
       viz.out_dir = out_dir(viz_o, "visualize");
       fsa::train::run_visualize(cfg, ws, viz);  // validates before it creates the folder
     }
+  } catch (const fsa::train::Interrupted& e) {
+    spdlog::warn("fsa: {}", e.what());
+    return 128 + e.signal;
   } catch (const fsa::io::ConfigError& e) {
     spdlog::error("fsa: configuration error: {}", e.what());
     return 2;

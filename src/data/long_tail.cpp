@@ -436,12 +436,20 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
   out.source_indices = kept;
   const auto train_labels = to_vector(out.train.labels);
   out.class_counts = class_counts(train_labels, out.num_classes());
-  for (int64_t c = 0; c < out.num_classes(); ++c) {
-    if (out.class_counts[c] == 0) {
-      throw DataError(fmt::format("dataset '{}': class {} ('{}') has no training images after "
-                                  "subsampling at imbalance factor {}", d.root, c,
-                                  out.train.class_names[c], d.imbalance_factor));
-    }
+  const auto empty = std::count(out.class_counts.begin(), out.class_counts.end(), 0);
+  if (empty > 0) {
+    const auto first = std::find(out.class_counts.begin(), out.class_counts.end(), 0) -
+                       out.class_counts.begin();
+    const auto why =
+        out.format == "list-file"
+            ? std::string("the training list has no line with such a label; number the classes "
+                          "0..C-1 without gaps, or set dataset.num_classes to the classes used")
+            : fmt::format("after subsampling at imbalance factor {}; lower dataset.kwargs.im or "
+                          "add images", d.imbalance_factor);
+    throw DataError(fmt::format("dataset '{}': {} of the {} classes have no training images "
+                                "(the first: class {}, '{}'): {}", d.root, empty,
+                                out.num_classes(), first, out.train.class_names[size_t(first)],
+                                why));
   }
   try {
     out.head = head_classes(out.class_counts, split.head_ratio, split.head_classes);
@@ -489,7 +497,13 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     }
     out.workers = static_cast<int>(d.num_workers);
   }
-  out.fingerprint = Fingerprint{d.name, d.imbalance_factor, seed,
+  // List-file datasets are taken as listed (dataset.kwargs.im does not
+  // apply): their fingerprint holds the lists' own n_max / n_min.
+  const auto [fewest, most] = std::minmax_element(out.class_counts.begin(),
+                                                  out.class_counts.end());
+  const double imbalance =
+      out.format == "list-file" ? double(*most) / double(*fewest) : d.imbalance_factor;
+  out.fingerprint = Fingerprint{d.name, imbalance, seed,
                                 static_cast<int64_t>(kept.size()),
                                 hash_samples(kept, train_labels)};
   return out;

@@ -121,27 +121,53 @@ class MapReader {
   std::set<std::string> seen_;
 };
 
+/// More threads than any machine fsa runs on has cores: OpenMP would start
+/// them all (2,000 threads took minutes before the first line).
+constexpr int64_t kMaxThreads = 1024;
+
 void parse_optimizer(MapReader r, OptimizerConfig& o) {
   o.name = r.get_string("name", o.name);
   if (o.name != "SGD" && o.name != "Adam" && o.name != "AdamW") {
     r.fail(join_key(r.prefix(), "name"), fmt::format("SGD, Adam or AdamW, got '{}'", o.name));
   }
   auto k = r.child("kwargs");
+  // LibTorch keeps these as float: larger values would fail later, raw.
+  constexpr double kFloatMax = 3.4e38;
   o.lr = k.get_double("lr", o.lr);
-  if (o.lr <= 0) k.fail(join_key(k.prefix(), "lr"), "a positive learning rate");
+  if (o.lr <= 0 || o.lr > kFloatMax) {
+    k.fail(join_key(k.prefix(), "lr"), fmt::format("a positive learning rate, got {}", o.lr));
+  }
   o.weight_decay = k.get_double("weight_decay", o.weight_decay);
-  if (o.weight_decay < 0) k.fail(join_key(k.prefix(), "weight_decay"), "a number >= 0");
+  if (o.weight_decay < 0 || o.weight_decay > kFloatMax) {
+    k.fail(join_key(k.prefix(), "weight_decay"), fmt::format("a number >= 0, got {}",
+                                                             o.weight_decay));
+  }
   if (o.name == "SGD") {
     o.momentum = k.get_double("momentum", o.momentum);
-    if (o.momentum < 0) k.fail(join_key(k.prefix(), "momentum"), "a number >= 0");
+    if (o.momentum < 0 || o.momentum >= 1) {
+      k.fail(join_key(k.prefix(), "momentum"),
+             fmt::format("a momentum in [0, 1) (1 and above never forget a gradient), got {}",
+                         o.momentum));
+    }
     o.nesterov = k.get_bool("nesterov", o.nesterov);
+    if (o.nesterov && o.momentum == 0) {
+      k.fail(join_key(k.prefix(), "nesterov"), "false, or a momentum > 0 (Nesterov momentum "
+                                               "needs momentum)");
+    }
   } else {
     o.eps = k.get_double("eps", o.eps);
+    if (o.eps < 0) k.fail(join_key(k.prefix(), "eps"), fmt::format("a number >= 0, got {}", o.eps));
     const auto betas = k.get_list<double>("betas", "a list of two numbers");
     if (!betas.empty()) {
       if (betas.size() != 2) k.fail(join_key(k.prefix(), "betas"), "a list of two numbers");
       o.beta1 = betas[0];
       o.beta2 = betas[1];
+      for (const double b : betas) {
+        if (!(b >= 0 && b < 1)) {
+          k.fail(join_key(k.prefix(), "betas"),
+                 fmt::format("two numbers in [0, 1), got [{}, {}]", o.beta1, o.beta2));
+        }
+      }
     }
   }
   k.finish();
@@ -313,6 +339,10 @@ void parse_list_dataset(MapReader& d, DatasetConfig& ds) {
   if (ds.test_list.empty()) d.fail("dataset.test_list", "the test split list");
   ds.num_classes = d.get_int("num_classes", list_dataset_classes(ds.name), 0);
   ds.num_workers = d.get_int("num_workers", ds.num_workers, 0);
+  if (ds.num_workers > kMaxThreads) {
+    d.fail("dataset.num_workers", fmt::format("at most {} decoding threads, got {}", kMaxThreads,
+                                              ds.num_workers));
+  }
   auto t = d.child("transform");
   ds.transform.crop_size = t.get_int("crop_size", ds.transform.crop_size, 1);
   ds.transform.resize_size = t.get_int("resize_size", ds.transform.resize_size, 1);
@@ -567,6 +597,10 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
   }
   c.device = r.get_string("device", c.device);
   c.threads = r.get_int("threads", c.threads, 0);
+  if (c.threads > kMaxThreads) {
+    r.fail("threads", fmt::format("0 (every core) or at most {} threads, got {}", kMaxThreads,
+                                  c.threads));
+  }
   c.precision = r.get_string("precision", c.precision);
   if (c.precision != "fp32" && c.precision != "bf16-mixed") {
     r.fail("precision", fmt::format("fp32 or bf16-mixed, got '{}'", c.precision));

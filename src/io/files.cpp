@@ -1,9 +1,14 @@
 #include "fsa/io/files.h"
 
 #include <fmt/format.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -13,20 +18,44 @@ namespace fs = std::filesystem;
 namespace fsa::io {
 
 namespace {
+/// fsync on a path opened read-only (a folder, so that a rename in it is
+/// durable); errors are ignored, as some file systems refuse it for folders.
+void sync_path(const fs::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
 void write_bytes(const std::string& path, const char* data, size_t size) {
   const fs::path target(path);
   if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(fmt::format("cannot write '{}'", tmp));
-    out.write(data, static_cast<std::streamsize>(size));
-    out.flush();
-    if (!out) {
-      out.close();
-      std::remove(tmp.c_str());
-      throw std::runtime_error(fmt::format("writing '{}' failed (disk full?)", path));
+  const std::string tmp = fmt::format("{}{}{}", path, kTemporaryMark, ::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    throw std::runtime_error(fmt::format("cannot write '{}': {}", tmp, std::strerror(errno)));
+  }
+  auto fail = [&](const std::string& what) {
+    const std::string reason = std::strerror(errno);
+    ::close(fd);
+    std::remove(tmp.c_str());
+    throw std::runtime_error(fmt::format("{} '{}' failed: {}", what, path, reason));
+  };
+  for (size_t done = 0; done < size;) {
+    const auto n = ::write(fd, data + done, size - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("writing");  // ENOSPC: disk full
     }
+    done += static_cast<size_t>(n);
+  }
+  // The bytes reach the disk before the name points at them: a crash or a
+  // power cut leaves the old file or the whole new one.
+  if (::fsync(fd) != 0) fail("flushing");
+  if (::close(fd) != 0) {
+    const std::string reason = std::strerror(errno);
+    std::remove(tmp.c_str());
+    throw std::runtime_error(fmt::format("closing '{}' failed: {}", path, reason));
   }
   std::error_code ec;
   fs::rename(tmp, target, ec);
@@ -34,6 +63,7 @@ void write_bytes(const std::string& path, const char* data, size_t size) {
     std::remove(tmp.c_str());
     throw std::runtime_error(fmt::format("cannot move '{}' into place: {}", path, ec.message()));
   }
+  sync_path(target.has_parent_path() ? target.parent_path() : fs::path("."));
 }
 }  // namespace
 
@@ -43,6 +73,27 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
 
 void write_file_atomic(const std::string& path, const std::vector<char>& bytes) {
   write_bytes(path, bytes.data(), bytes.size());
+}
+
+std::vector<std::string> remove_stale_temporaries(const std::string& folder) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec)) return removed;
+  for (const auto& e : fs::directory_iterator(folder, ec)) {
+    const auto name = e.path().filename().string();
+    const auto at = name.rfind(kTemporaryMark);
+    if (at == std::string::npos || !e.is_regular_file(ec)) continue;
+    const auto pid_text = name.substr(at + std::strlen(kTemporaryMark));
+    if (pid_text.empty() ||
+        !std::all_of(pid_text.begin(), pid_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      continue;
+    }
+    const auto pid = std::stol(pid_text);
+    // A live process (this one included) may be writing it still.
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM) continue;
+    if (fs::remove(e.path(), ec)) removed.push_back(e.path().string());
+  }
+  return removed;
 }
 
 std::string file_problem(const std::string& path) {

@@ -5,6 +5,7 @@
 #include <torch/serialize/archive.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -22,8 +23,8 @@ c10::impl::GenericDict string_dict() {
 }
 
 c10::impl::GenericDict read_dict(const std::string& path) {
-  if (!std::filesystem::exists(path)) {
-    throw CheckpointError(fmt::format("checkpoint '{}' does not exist", path));
+  if (const auto problem = io::file_problem(path); !problem.empty()) {
+    throw CheckpointError(fmt::format("checkpoint '{}' {}", path, problem));
   }
   std::vector<char> bytes;
   try {
@@ -74,12 +75,34 @@ auto field(const c10::impl::GenericDict& d, const std::string& key, const std::s
   }
 }
 
+/// The format-1 seal: the CRC of the weights and optimiser bytes alone.
+void check_weights_checksum(const c10::impl::GenericDict& d, const std::string& path) {
+  if (!d.contains("checksum")) return;  // another tool's file
+  const auto state = field(d, "state_dict", path, [](const c10::IValue& v) {
+    return v.toGenericDict();
+  });
+  at::Tensor optimizer_bytes;
+  if (d.contains("optimizer")) {
+    optimizer_bytes = field(d, "optimizer", path, [](const c10::IValue& v) {
+      return v.toTensor();
+    });
+  }
+  const auto expected = field(d, "checksum", path, [](const c10::IValue& v) { return v.toInt(); });
+  const auto found = checksum(state, optimizer_bytes.defined() ? &optimizer_bytes : nullptr);
+  if (found != expected) {
+    throw CheckpointError(fmt::format(
+        "checkpoint '{}' is corrupt: its weights and optimiser state do not match the "
+        "CRC-32 written with them ({:08x} written, {:08x} read)", path, expected, found));
+  }
+}
+
 CheckpointInfo info_of(const c10::impl::GenericDict& d, const std::string& path) {
   if (d.contains("score_matrix") || d.contains("cams")) {
     throw CheckpointError(fmt::format("'{}' is a Phase II file (analysis.pt or features.pt), not "
                                       "a checkpoint; expected a Phase I or III checkpoint "
                                       "(checkpoints/last.pt)", path));
   }
+  if (!detail::check_seal(d, path, "checkpoint")) check_weights_checksum(d, path);
   CheckpointInfo info;
   info.epoch = field(d, "epoch", path, [](const c10::IValue& v) { return v.toInt(); });
   info.best_acc1 = field(d, "best_acc1", path, [](const c10::IValue& v) { return v.toDouble(); });
@@ -90,10 +113,119 @@ CheckpointInfo info_of(const c10::impl::GenericDict& d, const std::string& path)
   info.cam_layer = field(d, "cam_layer", path, [](const c10::IValue& v) { return v.toStringRef(); });
   info.config = field(d, "config", path, [](const c10::IValue& v) { return v.toStringRef(); });
   info.history = field(d, "history", path, [](const c10::IValue& v) { return v.toStringRef(); });
+  if (d.contains("fingerprint")) {
+    info.fingerprint = field(d, "fingerprint", path, [](const c10::IValue& v) {
+      return detail::fingerprint_from(v.toGenericDict());
+    });
+  }
+  if (d.contains("class_names")) {
+    info.class_names = field(d, "class_names", path, [](const c10::IValue& v) {
+      std::vector<std::string> names;
+      for (const auto& n : v.toListRef()) names.push_back(n.toStringRef());
+      return names;
+    });
+  }
+  if (d.contains("checksum")) {
+    info.checksum = field(d, "checksum", path, [](const c10::IValue& v) { return v.toInt(); });
+  }
   return info;
 }
 
 }  // namespace
+
+namespace detail {
+namespace {
+
+/// CRC-32 continued over an IValue, canonically: a type tag, then the value
+/// (tensors: dtype, shape and bytes; dicts: entries by sorted key).
+uint32_t crc_of_value(uint32_t crc, const c10::IValue& v) {
+  auto add = [&crc](const std::string& text) {
+    crc = static_cast<uint32_t>(
+        crc32_z(crc, reinterpret_cast<const Bytef*>(text.data()), text.size()));
+  };
+  if (v.isTensor()) {
+    const auto& t = v.toTensor();
+    add(fmt::format("T{}{}", c10::toString(t.scalar_type()), c10::str(t.sizes())));
+    return crc_of(crc, t);
+  }
+  if (v.isString()) {
+    add(fmt::format("S{}:", v.toStringRef().size()));
+    add(v.toStringRef());
+  } else if (v.isInt()) {
+    add(fmt::format("I{}", v.toInt()));
+  } else if (v.isDouble()) {
+    add(fmt::format("D{:.17g}", v.toDouble()));
+  } else if (v.isBool()) {
+    add(v.toBool() ? "B1" : "B0");
+  } else if (v.isNone()) {
+    add("N");
+  } else if (v.isList()) {
+    const auto items = v.toListRef();
+    add(fmt::format("L{}", items.size()));
+    for (const auto& item : items) crc = crc_of_value(crc, item);
+  } else if (v.isGenericDict()) {
+    const auto dict = v.toGenericDict();
+    std::vector<std::pair<std::string, c10::IValue>> entries;
+    for (const auto& kv : dict) entries.emplace_back(kv.key().toStringRef(), kv.value());
+    std::sort(entries.begin(), entries.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    add(fmt::format("M{}", entries.size()));
+    for (const auto& [key, value] : entries) {
+      add(fmt::format("K{}:", key.size()));
+      add(key);
+      crc = crc_of_value(crc, value);
+    }
+  } else {
+    throw std::logic_error(fmt::format("seal: no canonical form for a {}", v.tagKind()));
+  }
+  return crc;
+}
+
+/// The seal of `d`: every entry but `checksum`.
+int64_t seal_of(const c10::impl::GenericDict& d) {
+  auto rest = c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get());
+  for (const auto& kv : d) {
+    if (kv.key().toStringRef() != "checksum") rest.insert(kv.key(), kv.value());
+  }
+  return crc_of_value(crc32_z(0, Z_NULL, 0), rest);
+}
+
+}  // namespace
+
+void seal(c10::impl::GenericDict& d) {
+  d.insert_or_assign("format", kFileFormat);
+  d.erase("checksum");
+  d.insert("checksum", seal_of(d));
+}
+
+bool check_seal(const c10::impl::GenericDict& d, const std::string& path,
+                const std::string& what) {
+  if (!d.contains("format")) return false;  // format 1, or another tool's file
+  const auto& format = d.at("format");
+  if (!format.isInt() || format.toInt() < 2) {
+    throw CheckpointError(fmt::format("{} '{}' has an unknown 'format' entry; expected {}", what,
+                                      path, kFileFormat));
+  }
+  if (format.toInt() > kFileFormat) {
+    throw CheckpointError(fmt::format("{} '{}' is of format {}, written by a newer fsa; this one "
+                                      "reads formats up to {}", what, path, format.toInt(),
+                                      kFileFormat));
+  }
+  if (!d.contains("checksum") || !d.at("checksum").isInt()) {
+    throw CheckpointError(fmt::format("{} '{}' has lost its checksum (every file this fsa writes "
+                                      "carries one): it was edited or damaged", what, path));
+  }
+  const auto expected = d.at("checksum").toInt();
+  const auto found = seal_of(d);
+  if (found != expected) {
+    throw CheckpointError(fmt::format(
+        "{} '{}' is corrupt or was edited: its contents do not match the CRC-32 written with "
+        "them ({:08x} written, {:08x} read)", what, path, expected, found));
+  }
+  return true;
+}
+
+}  // namespace detail
 
 void save_checkpoint(const std::string& path, models::Backbone& model,
                      torch::optim::Optimizer* optimizer, const CheckpointInfo& info) {
@@ -106,7 +238,6 @@ void save_checkpoint(const std::string& path, models::Backbone& model,
   for (const auto& b : model.named_buffers()) state.insert(b.key(), b.value().detach().cpu());
   auto d = string_dict();
   d.insert("state_dict", state);
-  at::Tensor optimizer_bytes;
   if (optimizer) {
     torch::serialize::OutputArchive archive;
     optimizer->save(archive);
@@ -116,10 +247,7 @@ void save_checkpoint(const std::string& path, models::Backbone& model,
     auto bytes = torch::empty({static_cast<int64_t>(s.size())}, torch::kUInt8);
     std::memcpy(bytes.data_ptr<uint8_t>(), s.data(), s.size());
     d.insert("optimizer", bytes);
-    optimizer_bytes = bytes;
   }
-  const auto generic_state = c10::impl::toGenericDict(state);
-  d.insert("checksum", checksum(generic_state, optimizer ? &optimizer_bytes : nullptr));
   d.insert("epoch", info.epoch);
   d.insert("best_acc1", info.best_acc1);
   d.insert("best_epoch", info.best_epoch);
@@ -129,6 +257,15 @@ void save_checkpoint(const std::string& path, models::Backbone& model,
   d.insert("cam_layer", info.cam_layer);
   d.insert("config", info.config);
   d.insert("history", info.history);
+  if (!info.fingerprint.dataset.empty()) {
+    d.insert("fingerprint", detail::fingerprint_dict(info.fingerprint));
+  }
+  if (!info.class_names.empty()) {
+    c10::List<std::string> names;
+    for (const auto& n : info.class_names) names.push_back(n);
+    d.insert("class_names", names);
+  }
+  detail::seal(d);
   io::write_file_atomic(path, torch::pickle_save(d));
 }
 
@@ -149,23 +286,6 @@ CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
   const auto state = field(d, "state_dict", path, [](const c10::IValue& v) {
     return v.toGenericDict();
   });
-  if (d.contains("checksum")) {
-    at::Tensor optimizer_bytes;
-    if (d.contains("optimizer")) {
-      optimizer_bytes = field(d, "optimizer", path, [](const c10::IValue& v) {
-        return v.toTensor();
-      });
-    }
-    const auto expected = field(d, "checksum", path, [](const c10::IValue& v) {
-      return v.toInt();
-    });
-    const auto found = checksum(state, optimizer_bytes.defined() ? &optimizer_bytes : nullptr);
-    if (found != expected) {
-      throw CheckpointError(fmt::format(
-          "checkpoint '{}' is corrupt: its weights and optimiser state do not match the "
-          "CRC-32 written with them ({:08x} written, {:08x} read)", path, expected, found));
-    }
-  }
   std::map<std::string, at::Tensor> by_name;
   for (const auto& kv : state) {
     std::string key = kv.key().toStringRef();
@@ -208,6 +328,12 @@ CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
   }
   for (auto& p : model.named_parameters()) copy_into(p.key(), p.value());
   for (auto& b : model.named_buffers()) copy_into(b.key(), b.value());
+  if (optimizer && !d.contains("optimizer")) {
+    throw CheckpointError(fmt::format(
+        "checkpoint '{}' holds no optimiser state (fsa export writes weights only), so a run "
+        "cannot resume from it; start a new run from its weights with "
+        "checkpoint.load_checkpoint instead", path));
+  }
   if (optimizer && d.contains("optimizer")) {
     auto bytes = d.at("optimizer").toTensor().contiguous();
     std::string s(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()), bytes.numel());

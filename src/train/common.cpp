@@ -1,8 +1,10 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <torch/cuda.h>
 #include <torch/nn/functional/loss.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +12,8 @@
 #include <fstream>
 #include <sstream>
 #include <random>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "fsa/data/inputs.h"
@@ -36,7 +40,69 @@ at::Generator epoch_generator(uint64_t seed, uint64_t phase_tag, int64_t epoch) 
   return at::make_generator<at::CPUGeneratorImpl>(x);
 }
 
-void check_resume(const io::Config& cfg, const std::string& phase, const std::string& cam_layer) {
+namespace {
+
+/// Leaf values of a YAML mapping by dotted path (sequences are leaves).
+void flatten(const YAML::Node& node, const std::string& prefix,
+             std::map<std::string, std::string>& out) {
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      const auto key = kv.first.as<std::string>();
+      flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out);
+    }
+    return;
+  }
+  YAML::Emitter e;
+  e << YAML::Flow << node;
+  out[prefix] = e.c_str();
+}
+
+bool under(const std::string& key, const std::vector<std::string>& prefixes) {
+  return std::any_of(prefixes.begin(), prefixes.end(), [&](const std::string& p) {
+    return key == p || key.rfind(p + ".", 0) == 0;
+  });
+}
+
+}  // namespace
+
+ConfigDifferences resume_differences(const std::string& stored_yaml, const io::Config& now,
+                                     const std::string& phase) {
+  // Both through the current schema, so that keys added since the
+  // checkpoint was written compare as their defaults.
+  const auto stored = io::parse_config(YAML::Load(stored_yaml), "the checkpoint's config");
+  std::map<std::string, std::string> before, after;
+  flatten(YAML::Load(io::to_yaml(stored)), "", before);
+  flatten(YAML::Load(io::to_yaml(now)), "", after);
+  std::vector<std::string> meaning{
+      "random_seed",       "dataset.name",      "dataset.kwargs",     "dataset.normalize",
+      "dataset.val_fraction", "dataset.train_list", "dataset.val_list", "dataset.test_list",
+      "dataset.num_classes", "dataset.transform", "model",            "train.batch_size",
+      "train.gradient_clip", "train.loss",       "train.sampler",     "train.optimizer",
+      "train.lr_scheduler"};
+  if (phase == "phase_iii") {
+    for (const auto* k : {"finetune.Na", "finetune.Nf", "finetune.ts", "finetune.tg",
+                          "finetune.confusing_from", "finetune.head_ratio",
+                          "finetune.head_classes", "finetune.offline", "feature.cam_layers"}) {
+      meaning.emplace_back(k);
+    }
+  }
+  ConfigDifferences out;
+  std::set<std::string> keys;
+  for (const auto& [k, v] : before) keys.insert(k);
+  for (const auto& [k, v] : after) keys.insert(k);
+  for (const auto& key : keys) {
+    if (key == "checkpoint.resume") continue;  // differs by definition
+    const auto a = before.count(key) ? before.at(key) : "(none)";
+    const auto b = after.count(key) ? after.at(key) : "(none)";
+    if (a == b) continue;
+    (under(key, meaning) ? out.refused : out.overrides)
+        .push_back(fmt::format("{}: {} → {}", key, a, b));
+  }
+  return out;
+}
+
+void check_resume(const io::Config& cfg, const Workspace& ws, const std::string& phase,
+                  const std::string& cam_layer) {
   const auto& path = cfg.checkpoint.resume;
   if (path.empty()) return;
   const auto info = read_checkpoint_info(path);
@@ -46,16 +112,63 @@ void check_resume(const io::Config& cfg, const std::string& phase, const std::st
         path, info.phase, info.cam_layer.empty() ? "" : " at CAM layer '" + info.cam_layer + "'",
         phase, cam_layer.empty() ? "" : " at '" + cam_layer + "'"));
   }
-  if (info.epoch >= cfg.train.num_epoch) {
+  if (info.epoch > cfg.train.num_epoch) {
     throw io::ConfigError(fmt::format(
         "config {}: key 'train.num_epoch': checkpoint.resume '{}' has already finished {} "
-        "epochs, so train.num_epoch = {} leaves nothing to train; expected more than {}",
+        "epochs, more than train.num_epoch = {}; expected at least {}",
         cfg.source, path, info.epoch, cfg.train.num_epoch, info.epoch));
+  }
+  if (!info.fingerprint.dataset.empty()) {
+    const auto diff = info.fingerprint.differences(ws.data.fingerprint);
+    if (!diff.empty()) {
+      throw CheckpointError(fmt::format(
+          "checkpoint.resume '{}' was trained on another training set than this config "
+          "describes (checkpoint vs now: {}); resume with the data and settings it was trained "
+          "with", path, diff));
+    }
+  }
+  if (!info.class_names.empty() && info.class_names != ws.data.train.class_names) {
+    size_t c = 0;
+    while (c < info.class_names.size() && c < ws.data.train.class_names.size() &&
+           info.class_names[c] == ws.data.train.class_names[c]) {
+      ++c;
+    }
+    throw CheckpointError(fmt::format(
+        "checkpoint.resume '{}' was trained with other classes: class {} is '{}' there and '{}' "
+        "now (renamed or reordered class folders?)", path, c,
+        c < info.class_names.size() ? info.class_names[c] : "(none)",
+        c < ws.data.train.class_names.size() ? ws.data.train.class_names[c] : "(none)"));
+  }
+  ConfigDifferences diff;
+  try {
+    diff = resume_differences(info.config, cfg, phase);
+  } catch (const std::exception& e) {  // a config of an older schema
+    spdlog::warn("{}: the config stored in '{}' cannot be compared with this one ({}); make "
+                 "sure the run means the same", phase, path, short_message(e));
+  }
+  if (!diff.refused.empty()) {
+    throw CheckpointError(fmt::format(
+        "checkpoint.resume '{}' was trained with other settings, and resuming would mix two "
+        "runs: {}; resume with the config it was trained with (its config.yaml), or start a new "
+        "run", path, fmt::join(diff.refused, "; ")));
+  }
+  for (const auto& line : diff.overrides) {
+    spdlog::info("{}: resuming with a setting that differs from the checkpoint's: {}", phase,
+                 line);
+  }
+  if (info.epoch == cfg.train.num_epoch) {
+    spdlog::info("{}: '{}' has finished all {} epochs; completing the run's outputs "
+                 "(metrics.json, the report) without training", phase, path, info.epoch);
   }
 }
 
 void prepare_out_dir(const std::string& out_dir, const io::Config& cfg) {
   fs::create_directories(out_dir);
+  for (const auto& folder : {fs::path(out_dir), fs::path(out_dir) / "checkpoints"}) {
+    for (const auto& removed : io::remove_stale_temporaries(folder.string())) {
+      spdlog::info("removed '{}', left by a run that was killed while saving", removed);
+    }
+  }
   io::write_file_atomic((fs::path(out_dir) / "config.yaml").string(), io::to_yaml(cfg));
 }
 
@@ -197,6 +310,7 @@ eval::Report accumulate_report(const data::LongTailDataset& train, torch::Device
   auto loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
   int64_t n = 0;
   while (auto batch = next()) {
+    throw_if_interrupted("an evaluation", "its results were not written");
     auto& [logits, labels] = *batch;
     if (log_prior.defined()) logits = adjust_logits(logits, log_prior, logit_adjust_tau);
     loss_sum += torch::nn::functional::cross_entropy(
@@ -279,6 +393,10 @@ Workspace make_workspace(const io::Config& cfg) {
   const int threads = cfg.threads > 0 ? static_cast<int>(cfg.threads) : static_cast<int>(hw);
   torch::set_num_threads(threads);
   ws.seed = cfg.random_seed.value_or(std::random_device{}());
+  if (!cfg.random_seed) {
+    spdlog::info("random_seed is null: this run drew seed {} (--set random_seed={} repeats it, "
+                 "and the phases run alone need it)", ws.seed, ws.seed);
+  }
   torch::manual_seed(ws.seed);
   ws.data = data::load_long_tail_dataset(cfg.dataset, cfg.finetune, ws.seed, threads);
   detail::build_model(cfg, ws);  // an unknown model or CAM layer fails here, before any output

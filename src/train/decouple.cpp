@@ -148,7 +148,7 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
     throw io::ConfigError(
         fmt::format("config {}: key 'decoupling.method': tau_norm rescales "
                     "classifier rows, which a cosine classifier normalises "
-                    "anyway; use crt or lws",
+                    "anyway; use crt",
                     cfg.source));
   }
   if (method_name == "tau_norm" && cfg.decoupling.tau_search && ws.data.val.size() == 0) {
@@ -230,6 +230,8 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
     info.phase = "decouple";
     info.config = io::to_yaml(cfg);
     info.best_acc1 = result.report.top1;
+    info.fingerprint = ws.data.fingerprint;
+    info.class_names = ws.data.train.class_names;
     result.checkpoint = (fs::path(out_dir) / "checkpoints" / "last.pt").string();
     fs::create_directories(fs::path(result.checkpoint).parent_path());
     save_checkpoint(result.checkpoint, *model, nullptr, info);
@@ -247,6 +249,7 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
     TrainingLoop loop(cfg, "decouple", /*stream=*/4, ws.seed, out_dir, *model, *optimizer,
                       method.trained());
     loop.validation = ws.data.val.size() > 0;
+    loop.data = &ws.data;
     spdlog::info("decouple ({}): loss {}, sampler {}, {} epochs", method_name,
                  Criterion(cfg.train.loss, ws.data.class_counts, ws.device).describe(),
                  cfg.train.sampler.name, cfg.train.num_epoch);

@@ -4,12 +4,48 @@
 #include <spdlog/spdlog.h>
 #include <torch/nn/utils/clip_grad.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
+#include <filesystem>
 
 #include "fsa/train/schedule.h"
 #include "internal.h"
 
 namespace fsa::train {
+
+namespace {
+
+std::atomic<int> g_interrupt{0};
+
+extern "C" void on_interrupt(int signal_number) {
+  int expected = 0;
+  if (!g_interrupt.compare_exchange_strong(expected, signal_number)) {
+    _exit(128 + signal_number);  // the second signal: at once
+  }
+}
+
+}  // namespace
+
+void install_interrupt_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_interrupt;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+int interrupt_signal() { return g_interrupt.load(); }
+
+void throw_if_interrupted(const std::string& where, const std::string& kept) {
+  const int s = interrupt_signal();
+  if (s == 0) return;
+  throw Interrupted(s, fmt::format("stopped by {} during {}; {}",
+                                   s == SIGINT ? "SIGINT (Ctrl-C)" : "SIGTERM", where, kept));
+}
 
 const char* split_name(Split split) {
   return split == Split::kTest ? "test" : "validation";
@@ -24,7 +60,7 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
   const auto& cfg = *loop.cfg;
   auto& optimizer = *loop.optimizer;
   detail::EpochKeeper keeper(loop.phase, cfg, loop.out_dir, *loop.model, optimizer,
-                             loop.validation);
+                             loop.validation, loop.data);
   int64_t start_epoch = 0;
   if (loop.resumed) {
     keeper.restore(*loop.resumed);
@@ -42,6 +78,11 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
     auto progress = detail::make_progress(
         cfg, fmt::format("{} epoch {}/{}", loop.phase, epoch + 1, epochs), batches);
     int64_t b = 0;
+    // What a stop leaves on disk: the last finished epoch's checkpoint.
+    const auto kept = epoch > 0 ? fmt::format("'{}' holds epoch {}: continue with --resume {}",
+                                              keeper.last_path(), epoch, keeper.last_path())
+                                : std::string("no epoch had finished, so there is nothing to "
+                                              "resume");
     while (auto step = method.next_step()) {
       ++b;
       optimizer.zero_grad();
@@ -51,6 +92,7 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
       }
       optimizer.step();
       stats.add(step->loss, step->logits, step->labels, b);
+      throw_if_interrupted(fmt::format("{} epoch {}", loop.phase, epoch + 1), kept);
       progress->update(b, step->images, {{"loss", stats.mean_loss()}, {"acc", stats.accuracy()}});
       if (b % cfg.log.log_interval == 0) {
         spdlog::debug("{} epoch {} batch {}/{}: running loss {:.4f}", loop.phase, epoch + 1, b,
@@ -62,14 +104,24 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
     method.finish_epoch();
     std::optional<eval::Report> report, val;
     if (is_evaluated_epoch(epoch, epochs, cfg.test.interval)) {
-      report = method.evaluate(Split::kTest);
-      if (loop.validation) val = method.evaluate(Split::kValidation);
+      try {
+        report = method.evaluate(Split::kTest);
+        if (loop.validation) val = method.evaluate(Split::kValidation);
+      } catch (const Interrupted& e) {  // say what the run keeps
+        throw Interrupted(e.signal, fmt::format("{}; {}", e.what(), kept));
+      }
     }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     keeper.end_epoch(epoch, lr, stats.mean_loss(), stats.accuracy(), report ? &*report : nullptr,
                      val ? &*val : nullptr, secs);
     if (report) result.last = std::move(*report);
+  }
+  if (start_epoch >= epochs) {
+    // A finished run resumed: nothing to train; its outputs are completed
+    // from the final weights (a kill after the last checkpoint but before
+    // metrics.json leaves such a run).
+    result.last = method.evaluate(Split::kTest);
   }
   result.best_epoch = keeper.best_epoch();
   result.history = keeper.history();
@@ -85,6 +137,10 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
   }
   result.last_checkpoint = keeper.last_path();
   result.best_checkpoint = keeper.best_path();
+  if (start_epoch >= epochs) {  // nothing written here: the resumed file is the last
+    result.last_checkpoint = cfg.checkpoint.resume;
+    if (!std::filesystem::exists(result.best_checkpoint)) result.best_checkpoint.clear();
+  }
   return result;
 }
 

@@ -12,10 +12,10 @@ namespace fsa::train::detail {
 
 EpochKeeper::EpochKeeper(std::string phase, const io::Config& cfg, std::string out_dir,
                          models::Backbone& model, torch::optim::Optimizer& optimizer,
-                         bool validation)
+                         bool validation, const data::LongTailDataset* data)
     : phase_(std::move(phase)), cfg_(cfg), out_dir_(std::move(out_dir)), model_(model),
       optimizer_(optimizer), events_(std::make_unique<io::EventWriter>(out_dir_)),
-      validation_(validation) {}
+      validation_(validation), data_(data) {}
 
 std::string EpochKeeper::last_path() const {
   return (fs::path(out_dir_) / "checkpoints" / "last.pt").string();
@@ -28,7 +28,14 @@ std::string EpochKeeper::best_path() const {
 void EpochKeeper::restore(const CheckpointInfo& info) {
   best_acc1_ = info.best_acc1;
   best_epoch_ = info.best_epoch;
-  if (!info.history.empty()) history_ = nlohmann::json::parse(info.history);
+  if (info.history.empty()) return;
+  try {
+    history_ = nlohmann::json::parse(info.history);
+  } catch (const nlohmann::json::exception& e) {
+    throw CheckpointError(fmt::format("{}: the resumed checkpoint's history (epoch {}) is not "
+                                      "valid JSON ({}); the file was damaged", phase_, info.epoch,
+                                      e.what()));
+  }
 }
 
 void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double train_acc,
@@ -109,8 +116,15 @@ void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double 
   info.cam_layer = cfg_.feature.cam_layer;
   info.config = io::to_yaml(cfg_);
   info.history = history_.dump();
-  save_checkpoint(last_path(), model_, &optimizer_, info);
+  if (data_) {
+    info.fingerprint = data_->fingerprint;
+    info.class_names = data_->train.class_names;
+  }
+  // best.pt before last.pt: a kill between the two leaves last.pt one epoch
+  // behind, and the resume redoes that epoch and writes both again (the
+  // other order could leave best.pt behind the best epoch last.pt names).
   if (improved) save_checkpoint(best_path(), model_, &optimizer_, info);
+  save_checkpoint(last_path(), model_, &optimizer_, info);
   const auto every = cfg_.checkpoint.save_checkpoint_interval;
   if (every > 0 && done % every == 0) {
     save_checkpoint((fs::path(out_dir_) / "checkpoints" / fmt::format("epoch_{:04d}.pt", done))

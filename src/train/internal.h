@@ -27,9 +27,25 @@ at::Generator epoch_generator(uint64_t seed, uint64_t phase_tag, int64_t epoch);
 
 /// Checks checkpoint.resume, if set, before anything is written: a checkpoint
 /// of `phase` ("phase_i", "phase_iii"), at `cam_layer` unless that is empty,
-/// with epochs left before train.num_epoch. Throws CheckpointError naming the
-/// file and what it holds, or io::ConfigError naming train.num_epoch.
-void check_resume(const io::Config& cfg, const std::string& phase, const std::string& cam_layer);
+/// of the workspace's training set (fingerprint and class names, where the
+/// checkpoint records them), with train.num_epoch >= its epoch (equal: the run
+/// is finished and fit only completes its outputs), and a config that means
+/// the same run (resume_differences). Logs the deliberate overrides. Throws
+/// CheckpointError naming the file and what differs, or io::ConfigError
+/// naming train.num_epoch.
+void check_resume(const io::Config& cfg, const Workspace& ws, const std::string& phase,
+                  const std::string& cam_layer);
+
+/// The settings of `now` that differ from `stored` (a checkpoint's resolved
+/// config), as "key: stored → now" lines: `refused` those that change what
+/// the run means (seed, data, model, loss, sampler, optimiser, schedule,
+/// batch size; for Phase III the finetune keys), `overrides` the rest
+/// (epochs, threads, device, precision, logging, checkpoints, test).
+struct ConfigDifferences {
+  std::vector<std::string> refused, overrides;
+};
+ConfigDifferences resume_differences(const std::string& stored_yaml, const io::Config& now,
+                                     const std::string& phase);
 
 /// Creates out_dir and writes the resolved config there.
 void prepare_out_dir(const std::string& out_dir, const io::Config& cfg);
@@ -39,6 +55,23 @@ void write_json(const std::string& path, const nlohmann::json& j);
 
 /// The configured network for the workspace's data, on the workspace device.
 std::shared_ptr<models::Backbone> build_model(const io::Config& cfg, const Workspace& ws);
+
+/// The format of the files fsa writes now (checkpoints, analysis.pt,
+/// features.pt): 2 = sealed by `checksum` over every other entry.
+constexpr int64_t kFileFormat = 2;
+
+/// Seals a dict about to be pickled: sets `format` to kFileFormat and
+/// `checksum` to the CRC-32 of every other entry (keys in sorted order;
+/// tensors by dtype, shape and bytes; strings, numbers, lists and nested
+/// dicts by value).
+void seal(c10::impl::GenericDict& d);
+
+/// Checks a read dict's seal. A dict with `format` >= 2 must carry a
+/// `checksum` equal to its contents' (else CheckpointError naming `path`
+/// and `what`, "checkpoint" or "Phase II analysis", as corrupt or edited);
+/// one without `format` is of an older fsa or another tool, and passes.
+/// Returns true if a seal was checked.
+bool check_seal(const c10::impl::GenericDict& d, const std::string& path, const std::string& what);
 
 /// The fingerprint as a pickle-able dict, and back.
 c10::impl::GenericDict fingerprint_dict(const data::Fingerprint& f);
@@ -133,8 +166,10 @@ class EpochKeeper {
  public:
   /// `validation`: the best epoch is chosen on the validation split's
   /// top-1 (end_epoch's `val`), else on the test split's.
+  /// `data`, if not null, is the training set the checkpoints record.
   EpochKeeper(std::string phase, const io::Config& cfg, std::string out_dir,
-              models::Backbone& model, torch::optim::Optimizer& optimizer, bool validation);
+              models::Backbone& model, torch::optim::Optimizer& optimizer, bool validation,
+              const data::LongTailDataset* data = nullptr);
 
   /// Restores history and best figures from a resumed checkpoint.
   void restore(const CheckpointInfo& info);
@@ -162,6 +197,7 @@ class EpochKeeper {
   torch::optim::Optimizer& optimizer_;
   std::unique_ptr<io::EventWriter> events_;  ///< TensorBoard scalars in out_dir
   bool validation_;
+  const data::LongTailDataset* data_;
   nlohmann::json history_ = nlohmann::json::array();
   double best_acc1_ = -1;
   int64_t best_epoch_ = 0;

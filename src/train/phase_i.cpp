@@ -69,7 +69,7 @@ class WholeNetwork : public TrainingMethod {
 }  // namespace
 
 PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string& out_dir) {
-  detail::check_resume(cfg, "phase_i", "");
+  detail::check_resume(cfg, ws, "phase_i", "");
   auto model = detail::build_model(cfg, ws);
   // The loss and sampler are checked against the data before anything is written.
   WholeNetwork method(cfg, ws, *model);
@@ -79,6 +79,7 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
   TrainingLoop loop(cfg, "phase_i", /*stream=*/1, ws.seed, out_dir, *model, *optimizer,
                     model->parameters());
   loop.validation = ws.data.val.size() > 0;
+  loop.data = &ws.data;
   if (!cfg.checkpoint.resume.empty()) {
     loop.resumed = load_checkpoint(cfg.checkpoint.resume, *model, optimizer.get());
     spdlog::info("phase_i: resuming from '{}' after epoch {}", cfg.checkpoint.resume,

@@ -12,6 +12,7 @@
 #include "fsa/data/inputs.h"
 #include "fsa/io/files.h"
 #include "fsa/train/checkpoint.h"
+#include "fsa/train/engine.h"
 #include "fsa/train/phases.h"
 #include "internal.h"
 
@@ -80,7 +81,7 @@ Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& c
                       const std::string& out_dir) {
   detail::prepare_out_dir(out_dir, cfg);
   auto model = detail::build_model(cfg, ws);
-  load_checkpoint(checkpoint, *model, nullptr);
+  const auto phase_i = load_checkpoint(checkpoint, *model, nullptr);
   model->eval();
   const auto& layer = cfg.feature.cam_layer;
   const auto& train = ws.data.train;
@@ -91,6 +92,7 @@ Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& c
     torch::NoGradGuard no_grad;
     data::SequentialBatches input(ws.data, train, cfg.test.batch_size, ws.device);
     while (auto batch = input.next()) {
+      throw_if_interrupted("phase_ii", "its outputs were not written");
       const auto& y = batch->labels;
       auto a = model->features(batch->inputs, layer);
       auto probs = torch::softmax(model->head(a, layer), 1).to(torch::kCPU, torch::kFloat64);
@@ -110,6 +112,8 @@ Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& c
   result.arch = model->arch();
   result.cam_layer = layer;
   result.confusing_from = cfg.finetune.confusing_from;
+  result.checkpoint = checkpoint;
+  result.checkpoint_checksum = phase_i.checksum;
 
   c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
   d.insert("score_matrix", result.score_matrix);
@@ -121,6 +125,8 @@ Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& c
   d.insert("cam_layer", result.cam_layer);
   d.insert("confusing_from", result.confusing_from);
   d.insert("checkpoint", checkpoint);
+  d.insert("checkpoint_checksum", phase_i.checksum);
+  detail::seal(d);
   io::write_file_atomic((fs::path(out_dir) / "analysis.pt").string(), torch::pickle_save(d));
 
   std::ostringstream txt;
@@ -146,6 +152,7 @@ Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& c
     store.insert("labels", train.labels.cpu());
     store.insert("fingerprint", fingerprint_dict(result.fingerprint));
     store.insert("cam_layer", layer);
+    detail::seal(store);
     io::write_file_atomic((fs::path(out_dir) / "features.pt").string(), torch::pickle_save(store));
   }
   spdlog::info("phase_ii: score matrix and confusing classes of {} tail classes written to {}{}",
@@ -159,8 +166,22 @@ Analysis load_analysis(const std::string& path) {
     throw CheckpointError(fmt::format("Phase II analysis '{}' does not exist (run `fsa extract` "
                                       "first)", path));
   }
+  c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
   try {
-    auto d = torch::pickle_load(io::read_file(path)).toGenericDict();
+    d = torch::pickle_load(io::read_file(path)).toGenericDict();
+  } catch (const std::exception& e) {  // unreadable, not a pickle, not a dict
+    throw CheckpointError(fmt::format("Phase II analysis '{}' is not a readable analysis.pt "
+                                      "(written by `fsa extract`): {}", path,
+                                      detail::short_message(e)));
+  }
+  detail::check_seal(d, path, "Phase II analysis");
+  if (!d.contains("score_matrix") || !d.contains("confusing")) {
+    throw CheckpointError(fmt::format(
+        "'{}' is not a Phase II analysis (it has no score matrix{}); expected the analysis.pt "
+        "that `fsa extract` writes", path,
+        d.contains("state_dict") ? ": it is a checkpoint" : ""));
+  }
+  try {
     Analysis a;
     a.score_matrix = d.at("score_matrix").toTensor();
     a.confusing = d.at("confusing").toTensor();
@@ -168,6 +189,10 @@ Analysis load_analysis(const std::string& path) {
     a.arch = d.at("arch").toStringRef();
     a.cam_layer = d.at("cam_layer").toStringRef();
     a.confusing_from = d.at("confusing_from").toStringRef();
+    if (d.contains("checkpoint")) a.checkpoint = d.at("checkpoint").toStringRef();
+    if (d.contains("checkpoint_checksum")) {
+      a.checkpoint_checksum = d.at("checkpoint_checksum").toInt();
+    }
     return a;
   } catch (const std::exception& e) {  // unreadable, not a pickle, or not an analysis dict
     throw CheckpointError(fmt::format("Phase II analysis '{}' is not a readable analysis.pt "

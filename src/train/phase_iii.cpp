@@ -38,10 +38,13 @@ FeatureStore load_store(const std::string& path, const data::Fingerprint& expect
   data::Fingerprint stored;
   try {
     d = torch::pickle_load(io::read_file(path)).toGenericDict();
+    detail::check_seal(d, path, "feature store");
     stored = detail::fingerprint_from(d.at("fingerprint").toGenericDict());
     d.at("cam_layer").toStringRef();
     d.at("features").toTensor();
     d.at("cams").toTensor();
+  } catch (const CheckpointError&) {
+    throw;
   } catch (const std::exception& e) {
     throw CheckpointError(fmt::format("feature store '{}' is not a readable features.pt (written "
                                       "by `fsa extract --store`): {}", path,
@@ -226,7 +229,7 @@ Analysis load_matching_analysis(const std::string& path, const Workspace& ws) {
 PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::string& checkpoint,
                           const std::string& analysis_path, const std::string& out_dir) {
   validate_phase_iii(cfg);
-  detail::check_resume(cfg, "phase_iii", cfg.feature.cam_layer);
+  detail::check_resume(cfg, ws, "phase_iii", cfg.feature.cam_layer);
   const auto& ft = cfg.finetune;
   const int64_t group = 2 * (1 + ft.Na);
   const auto analysis = load_matching_analysis(analysis_path, ws);
@@ -238,10 +241,23 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
   detail::prepare_out_dir(out_dir, cfg);
   auto model = detail::build_model(cfg, ws);
   const auto start = load_checkpoint(checkpoint, *model, nullptr);
+  if (analysis.checkpoint_checksum != 0 && analysis.checkpoint_checksum != start.checksum) {
+    throw CheckpointError(fmt::format(
+        "Phase II analysis '{}' was made from another Phase I network ('{}' when it was "
+        "written, checksum {:08x}) than '{}' (checksum {:08x}); its confusing classes belong to "
+        "that network: rerun `fsa extract --checkpoint {}`", analysis_path, analysis.checkpoint,
+        analysis.checkpoint_checksum, checkpoint, start.checksum, checkpoint));
+  }
+  if (analysis.checkpoint_checksum == 0) {
+    spdlog::warn("phase_iii: Phase II analysis '{}' (of an older fsa) does not record which "
+                 "Phase I network it was made from; make sure it was '{}'", analysis_path,
+                 checkpoint);
+  }
   auto optimizer = make_optimizer(cfg.train.optimizer, model->head_parameters(layer));
   TrainingLoop loop(cfg, "phase_iii", /*stream=*/3, ws.seed, out_dir, *model, *optimizer,
                     model->head_parameters(layer));
   loop.validation = ws.data.val.size() > 0;
+  loop.data = &ws.data;
   if (!cfg.checkpoint.resume.empty()) {
     loop.resumed = resume_head(cfg, *model, *optimizer, layer, checkpoint);
     spdlog::info("phase_iii: resuming from '{}' after epoch {}", cfg.checkpoint.resume,
@@ -263,6 +279,11 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
                           ft.offline ? &store : nullptr);
   const auto eval_maps =
       detail::evaluation_features(*model, ws, layer, cfg.test.batch_size, cfg.bf16_mixed());
+  if (eval_maps.test.size(2) * eval_maps.test.size(3) == 1) {
+    spdlog::warn("phase_iii: the feature maps at {} are 1x1, so every class activation map is "
+                 "flat and no fused map has a class-specific region: FSA cannot work there; "
+                 "choose an earlier feature.cam_layers or larger images", layer);
+  }
   FineTuneHead method(cfg, ws, *model, sampler, builder, eval_maps);
   spdlog::info("phase_iii ({}): {} tail images, {} groups of {} maps per batch, {} batches per "
                "epoch, from '{}' (Phase I epoch {}), loss {}", ft.offline ? "offline" : "online",

@@ -130,7 +130,10 @@ torch::Tensor read_png(const std::string& path) {
 std::string sanitize_name(const std::string& name) {
   std::string out;
   for (unsigned char ch : name) {
-    out += (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.') ? char(ch) : '_';
+    // Bytes of multi-byte UTF-8 characters (>= 0x80) stay: "oiseau_ß" is a
+    // fine file name, "oiseau___" is not a name.
+    const bool keep = std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch >= 0x80;
+    out += keep ? char(ch) : '_';
   }
   // A leading dot would make "." or ".." (or a hidden file) of a class name.
   if (out.empty() || out[0] == '.') out.insert(out.begin(), '_');

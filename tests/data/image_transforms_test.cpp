@@ -433,7 +433,7 @@ TEST_F(Decoding, CorruptAndMissingFilesNameThePath) {
   EXPECT_NE(message(dir_ / "junk.jpg").find(dir_ / "junk.jpg"), std::string::npos);
   fsa::testing::write_bytes(dir_ / "empty.png", {});
   EXPECT_NE(message(dir_ / "empty.png").find("empty.png"), std::string::npos);
-  EXPECT_NE(message(dir_ / "none.jpg").find("cannot open image"), std::string::npos);
+  EXPECT_NE(message(dir_ / "none.jpg").find("none.jpg' does not exist"), std::string::npos);
   std::vector<uint8_t> png;
   ASSERT_TRUE(cv::imencode(".png", picture(), png));
   png.resize(png.size() / 2);

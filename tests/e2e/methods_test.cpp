@@ -355,4 +355,122 @@ TEST_F(Methods, AValidationSplitChoosesTheBestEpochAndTau) {
   EXPECT_NE(out.find("on the images now held out"), std::string::npos) << out;
 }
 
+TEST_F(Methods, ResumeRefusesAnotherRunAndCompletesAFinishedOne) {
+  // A copy of the finished 2-epoch CE run to resume from.
+  std::filesystem::copy(path("ce"), path("ce_resume"), std::filesystem::copy_options::recursive);
+  const auto last = path("ce_resume/checkpoints/last.pt");
+  std::string out;
+  auto resume = [&](const std::string& sets) {
+    return fsa("train --config " + path("recipe.yaml") + " --resume " + last + " " + sets +
+                   " --out " + path("ce_resume"),
+               &out);
+  };
+  // What changes the run's meaning is refused, naming what differs (the seed
+  // through the training set's fingerprint, settings by key with both values).
+  EXPECT_EQ(resume("--set phase_i.train.num_epoch=3 --set random_seed=6"), 4) << out;
+  EXPECT_NE(out.find("(checkpoint vs now: random seed 5 vs 6)"), std::string::npos) << out;
+  EXPECT_EQ(resume("--set phase_i.train.num_epoch=3 --set phase_i.train.optimizer.kwargs.lr=0.1"),
+            4)
+      << out;
+  EXPECT_NE(out.find("train.optimizer.kwargs.lr: 0.050000000000000003 → 0.10000000000000001"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(resume("--set phase_i.train.num_epoch=3 --set dataset.kwargs.im=4"), 4) << out;
+  EXPECT_NE(out.find("another training set"), std::string::npos) << out;
+  // Renamed class folders (the same order, so the same images and labels).
+  std::filesystem::copy(path("data"), path("renamed"), std::filesystem::copy_options::recursive);
+  for (const auto* split : {"train", "test"}) {
+    std::filesystem::rename(path("renamed/") + split + "/class_3",
+                            path("renamed/") + split + "/class_3b");
+  }
+  EXPECT_EQ(resume("--set phase_i.train.num_epoch=3 --set dataset.root=" + path("renamed")), 4)
+      << out;
+  EXPECT_NE(out.find("class 3 is 'class_3' there and 'class_3b' now"), std::string::npos) << out;
+  // Deliberate overrides are logged and the run goes on.
+  ASSERT_EQ(resume("--set phase_i.train.num_epoch=3 --set threads=1"), 0) << out;
+  EXPECT_NE(out.find("differs from the checkpoint's: threads: 2 → 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("train.num_epoch: 2 → 3"), std::string::npos) << out;
+  // A finished run (metrics.json lost to a kill) completes its outputs.
+  std::filesystem::remove(path("ce_resume/metrics.json"));
+  ASSERT_EQ(resume("--set phase_i.train.num_epoch=3"), 0) << out;
+  EXPECT_NE(out.find("has finished all 3 epochs"), std::string::npos) << out;
+  const auto m = nlohmann::json::parse(read_text(path("ce_resume/metrics.json")))["phase_i"];
+  EXPECT_EQ(m["history"].size(), 3u);
+  EXPECT_EQ(fsa::train::read_checkpoint_info(last).epoch, 3);
+}
+
+TEST_F(Methods, FinetuneRefusesAnAnalysisOfAnotherNetwork) {
+  std::string out;
+  ASSERT_EQ(fsa("extract --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --out " + path("p2"),
+                &out),
+            0)
+      << out;
+  // Another Phase I network on the same training set (another initialisation).
+  ASSERT_EQ(fsa("train --config " + path("recipe.yaml") +
+                    " --set phase_i.train.num_epoch=1 --set phase_i.train.optimizer.kwargs.lr=0.01"
+                    " --out " + path("other"),
+                &out),
+            0)
+      << out;
+  EXPECT_EQ(fsa("finetune --config " + path("recipe.yaml") + " --checkpoint " +
+                    path("other/checkpoints/last.pt") + " --analysis " + path("p2/analysis.pt") +
+                    " --out " + path("mixed"),
+                &out),
+            4);
+  EXPECT_NE(out.find("was made from another Phase I network"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(path("mixed/checkpoints")));
+  ASSERT_EQ(fsa("finetune --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --analysis " + path("p2/analysis.pt") + " --out " + path("matched"),
+                &out),
+            0)
+      << out;
+}
+
+TEST_F(Methods, SigintStopsAfterTheBatchAndKeepsTheLastFinishedEpoch) {
+  // A long run, interrupted as soon as its first checkpoint exists.
+  const auto last = path("sigint/checkpoints/last.pt");
+  const std::string script =
+      std::string(FSA_BINARY) + " train --config " + path("recipe.yaml") +
+      " --set phase_i.train.num_epoch=500 --out " + path("sigint") + " > " + path("sigint.log") +
+      " 2>&1 & pid=$!; for i in $(seq 600); do [ -f " + last +
+      " ] && break; sleep 0.1; done; kill -INT $pid; wait $pid; echo $? > " + path("sigint.rc");
+  ASSERT_EQ(std::system(("bash -c '" + script + "'").c_str()), 0);
+  EXPECT_EQ(read_text(path("sigint.rc")), "130\n");
+  const auto log = read_text(path("sigint.log"));
+  EXPECT_NE(log.find("stopped by SIGINT (Ctrl-C) during"), std::string::npos) << log;
+  EXPECT_NE(log.find("continue with --resume " + last), std::string::npos) << log;
+  const auto kept = fsa::train::read_checkpoint_info(last);
+  EXPECT_GE(kept.epoch, 1);
+  EXPECT_LT(kept.epoch, 500);
+  // The run goes on from there.
+  std::string out;
+  ASSERT_EQ(fsa("train --config " + path("recipe.yaml") + " --set phase_i.train.num_epoch=" +
+                    std::to_string(kept.epoch + 1) + " --resume " + last + " --out " +
+                    path("sigint"),
+                &out),
+            0)
+      << out;
+  EXPECT_EQ(fsa::train::read_checkpoint_info(last).epoch, kept.epoch + 1);
+}
+
+TEST_F(Methods, ExportWritesTheWeightsWithoutTheOptimiser) {
+  std::string out;
+  const auto exported = path("exported/checkpoints/last.pt");
+  ASSERT_EQ(fsa("export --checkpoint " + phase_i() + " --out " + exported, &out), 0) << out;
+  EXPECT_LT(std::filesystem::file_size(exported),
+            std::filesystem::file_size(phase_i()));
+  const auto info = fsa::train::read_checkpoint_info(exported);
+  EXPECT_EQ(info.epoch, 2);
+  EXPECT_EQ(info.phase, "phase_i");
+  std::filesystem::copy_file(path("ce/metrics.json"), path("exported/metrics.json"));
+  expect_test_reproduces("exported", "phase_i");
+  // Weights alone cannot be resumed: the momentum would silently restart.
+  EXPECT_EQ(fsa("train --config " + path("recipe.yaml") + " --set phase_i.train.num_epoch=3" +
+                    " --resume " + exported + " --out " + path("exported_resume"),
+                &out),
+            4);
+  EXPECT_NE(out.find("holds no optimiser state"), std::string::npos) << out;
+}
+
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "fsa/io/event_writer.h"
@@ -187,7 +188,7 @@ TEST_F(Pipeline, BadInputStopsBeforeTrainingWithAClearMessage) {
       {"run" + cfg + " --set finetune.ts=0.1", 2, "finetune.ts"},
       {"run" + cfg + " --set phase_iii.train.batch_size=3", 2, "train.batch_size"},
       {"run" + cfg + " --set train.num_epochs=3", 2,
-       "pipeline.yaml --set train.num_epochs=3: unknown key 'train.num_epochs'"},
+       "pipeline.yaml (with 1 --set override): unknown key 'train.num_epochs'"},
       {"run" + cfg + " --set phase_i.train.batch_size=abc", 2, "train.batch_size"},
       {"run" + cfg + " --set model.name=resnet7", 2, "resnet7"},
       {"train --config /no/such.yaml", 105, "/no/such.yaml"},
@@ -208,6 +209,30 @@ TEST_F(Pipeline, BadInputStopsBeforeTrainingWithAClearMessage) {
     EXPECT_EQ(out.find("terminate"), std::string::npos) << out;
     if (c.rc != 4 && c.rc != 5) EXPECT_FALSE(fs::exists(dir)) << c.args << " left " << dir;
   }
+}
+
+TEST(PipelineOverrides, APhaseCommandChecksItsOverridesWithItsOwnPhase) {
+  TempDir dir;
+  std::ofstream(dir / "p.yaml") << R"(dataset: {name: CIFAR-10-LT, root: ROOT_MISSING}
+phase_i:
+  train:
+    lr_scheduler: {name: warmup, kwargs: {milestones: [160, 180]}}
+phase_iii:
+  train:
+    lr_scheduler: {name: constant}
+)";
+  std::string out;
+  // Phase I's milestones: the config is accepted (the missing data stops it: exit 3).
+  EXPECT_EQ(fsa::testing::run_fsa(dir, "train --config " + (dir / "p.yaml") +
+                                           " --set 'train.lr_scheduler.kwargs.milestones=[10, 20]'",
+                                  &out),
+            3)
+      << out;
+  EXPECT_NE(out.find("ROOT_MISSING"), std::string::npos) << out;
+  // The file itself is still checked in every phase.
+  std::ofstream(dir / "typo.yaml") << "phase_iii: {train: {num_epochs: 3}}\n";
+  EXPECT_EQ(fsa::testing::run_fsa(dir, "train --config " + (dir / "typo.yaml"), &out), 2) << out;
+  EXPECT_NE(out.find("num_epochs"), std::string::npos) << out;
 }
 
 }  // namespace

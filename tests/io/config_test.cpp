@@ -359,6 +359,29 @@ decoupling: {method: tau_norm, tau: search}
             std::string::npos);
 }
 
+TEST(Config, OptimiserSettingsLibTorchWouldRefuseLaterAreRefusedFirst) {
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"train: {optimizer: {name: Adam, kwargs: {betas: [0.9, 1.5]}}}",
+       "'train.optimizer.kwargs.betas': expected two numbers in [0, 1), got [0.9, 1.5]"},
+      {"train: {optimizer: {name: Adam, kwargs: {eps: -1}}}", "'train.optimizer.kwargs.eps'"},
+      {"train: {optimizer: {name: SGD, kwargs: {nesterov: true}}}",
+       "'train.optimizer.kwargs.nesterov': expected false, or a momentum > 0"},
+      {"train: {optimizer: {name: SGD, kwargs: {lr: 1e39}}}", "'train.optimizer.kwargs.lr'"},
+      {"train: {optimizer: {name: SGD, kwargs: {weight_decay: 1e300}}}",
+       "'train.optimizer.kwargs.weight_decay'"},
+      {"train: {optimizer: {name: SGD, kwargs: {momentum: 5}}}",
+       "'train.optimizer.kwargs.momentum': expected a momentum in [0, 1)"},
+      {"threads: 2000", "'threads': expected 0 (every core) or at most 1024 threads, got 2000"},
+      {"dataset: {name: ListFile-LT, train_list: a, test_list: b, num_workers: 100000}",
+       "'dataset.num_workers': expected at most 1024"},
+  };
+  for (const auto& [yaml, expected] : cases) {
+    EXPECT_NE(error_of(yaml).find(expected), std::string::npos) << yaml << "\n" << error_of(yaml);
+  }
+  EXPECT_EQ(error_of("train: {optimizer: {name: SGD, kwargs: {momentum: 0.9, nesterov: true}}}"),
+            "");
+}
+
 TEST(Config, ListFileTrainingCrop) {
   const auto c = parse_config(YAML::Load(R"(
 dataset:

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <torch/torch.h>
 #include <yaml-cpp/yaml.h>
+#include <zlib.h>
 
 #include "fsa/train/phases.h"
 #include "fsa/train/schedule.h"
@@ -127,6 +128,93 @@ TEST(Checkpoint, FlippedBitInTheWeightsIsCaught) {
   }
 }
 
+/// The pickled dict of a file, and a copy written back after `edit`.
+c10::impl::GenericDict read_pickle(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), {});
+  return torch::pickle_load(bytes).toGenericDict();
+}
+
+void write_pickle(const c10::impl::GenericDict& d, const std::string& path) {
+  const auto out = torch::pickle_save(d);
+  std::ofstream(path, std::ios::binary).write(out.data(), std::streamsize(out.size()));
+}
+
+TEST(Checkpoint, EveryEntryIsSealed) {
+  TempDir dir;
+  auto [m, opt] = stepped_model(3);
+  CheckpointInfo info;
+  info.phase = "phase_i";
+  info.epoch = 7;
+  info.best_acc1 = 0.5;
+  info.best_epoch = 6;
+  info.history = "[]";
+  info.config = "random_seed: 1\n";
+  info.fingerprint = {"CIFAR-10-LT", 100, 1, 12406, "00ff"};
+  info.class_names = {"a", "b", "c", "d", "e"};
+  save_checkpoint(dir / "c.pt", *m, opt.get(), info);
+  const auto read = read_checkpoint_info(dir / "c.pt");
+  EXPECT_EQ(read.fingerprint.sample_hash, "00ff");
+  EXPECT_EQ(read.class_names, info.class_names);
+  EXPECT_NE(read.checksum, 0);
+
+  const std::vector<std::pair<std::string, c10::IValue>> edits{
+      {"epoch", int64_t(6)},           {"best_acc1", 0.9},
+      {"best_epoch", int64_t(7)},      {"history", std::string("[{}]")},
+      {"config", std::string("random_seed: 2\n")}, {"phase", std::string("phase_iii")}};
+  for (const auto& [key, value] : edits) {
+    auto d = read_pickle(dir / "c.pt");
+    d.insert_or_assign(key, value);
+    write_pickle(d, dir / "edited.pt");
+    try {
+      read_checkpoint_info(dir / "edited.pt");
+      FAIL() << "an edited '" << key << "' was accepted";
+    } catch (const CheckpointError& e) {
+      EXPECT_NE(std::string(e.what()).find("corrupt or was edited"), std::string::npos)
+          << e.what();
+    }
+  }
+  // Renaming or dropping the checksum does not turn the check off.
+  auto d = read_pickle(dir / "c.pt");
+  const auto sum = d.at("checksum");
+  d.erase("checksum");
+  d.insert("checksum_", sum);
+  write_pickle(d, dir / "renamed.pt");
+  try {
+    load_checkpoint(dir / "renamed.pt", *m, nullptr);
+    FAIL() << "a checkpoint without its checksum was accepted";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("has lost its checksum"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Checkpoint, FilesOfTheFirstFormatStillLoadAndAreChecked) {
+  TempDir dir;
+  auto [m, opt] = stepped_model(4);
+  CheckpointInfo info;
+  info.phase = "phase_i";
+  info.epoch = 3;
+  save_checkpoint(dir / "c.pt", *m, opt.get(), info);
+  // Format 1: no `format`, and a checksum of the weights and optimiser bytes.
+  auto d = read_pickle(dir / "c.pt");
+  d.erase("format");
+  d.erase("checksum");
+  uint32_t crc = crc32_z(0, Z_NULL, 0);
+  for (const auto& kv : d.at("state_dict").toGenericDict()) {
+    const auto t = kv.value().toTensor().contiguous();
+    crc = crc32_z(crc, static_cast<const Bytef*>(t.data_ptr()), t.nbytes());
+  }
+  const auto opt_bytes = d.at("optimizer").toTensor().contiguous();
+  crc = crc32_z(crc, opt_bytes.data_ptr<uint8_t>(), opt_bytes.nbytes());
+  d.insert("checksum", int64_t(crc));
+  write_pickle(d, dir / "v1.pt");
+  auto fresh = models::make_model("resnet20", 5);
+  EXPECT_EQ(load_checkpoint(dir / "v1.pt", *fresh, nullptr).epoch, 3);
+  d.insert_or_assign("checksum", int64_t(crc ^ 1));
+  write_pickle(d, dir / "v1_bad.pt");
+  EXPECT_THROW(load_checkpoint(dir / "v1_bad.pt", *fresh, nullptr), CheckpointError);
+}
+
 io::Config tiny_config(const std::string& root) {
   auto cfg = io::parse_config(YAML::Load(R"(
 random_seed: 11
@@ -223,11 +311,20 @@ TEST(Checkpoint, PhaseIiiResumeMatchesAnUninterruptedRun) {
   wrong.checkpoint.resume = p1.checkpoint;
   EXPECT_THROW(run_phase_iii(wrong, ws, p1.checkpoint, analysis, dir / "wrong"), CheckpointError);
   EXPECT_FALSE(std::filesystem::exists(dir / "wrong"));
-  // A finished run has nothing left to train at the same num_epoch.
+  // A finished run resumed at the same num_epoch trains nothing and
+  // completes its outputs (a kill before metrics.json leaves such a run).
   auto done = ft;
   done.checkpoint.resume = full.checkpoint;
-  EXPECT_THROW(run_phase_iii(done, ws, p1.checkpoint, analysis, dir / "done"), io::ConfigError);
-  EXPECT_FALSE(std::filesystem::exists(dir / "done"));
+  const auto completed = run_phase_iii(done, ws, p1.checkpoint, analysis, dir / "done");
+  EXPECT_EQ(completed.metrics["history"].size(), 3u);
+  EXPECT_DOUBLE_EQ(completed.report.top1, full.report.top1);
+  EXPECT_TRUE(std::filesystem::exists(dir / "done/metrics.json"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "done/checkpoints"));  // nothing trained
+  // Fewer epochs than the checkpoint has done is refused before any output.
+  auto fewer = done;
+  fewer.train.num_epoch = 2;
+  EXPECT_THROW(run_phase_iii(fewer, ws, p1.checkpoint, analysis, dir / "fewer"), io::ConfigError);
+  EXPECT_FALSE(std::filesystem::exists(dir / "fewer"));
   // The resumed head must sit on the f it was trained on.
   auto other_cfg = cfg;
   other_cfg.random_seed = 12;
@@ -267,10 +364,24 @@ TEST(Checkpoint, CorruptAnalysisIsRefusedBeforePhaseIii) {
     auto table = d.at("confusing").toTensor().clone();
     table[3][0] = value;
     d.insert_or_assign("confusing", table);
+    if (name.rfind("sealed", 0) != 0) {  // as an older fsa wrote it: no seal to break
+      d.erase("format");
+      d.erase("checksum");
+    }
     const auto out = torch::pickle_save(d);
     std::ofstream(dir / name, std::ios::binary).write(out.data(), std::streamsize(out.size()));
     return dir / name;
   };
+  // An edited entry breaks the seal.
+  try {
+    load_matching_analysis(with_entry(99, "sealed.pt"), ws);
+    FAIL() << "an edited analysis was accepted";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("sealed.pt' is corrupt or was edited"),
+              std::string::npos)
+        << e.what();
+  }
+  // Without a seal, the structure is checked.
   for (const auto& [value, says] : std::vector<std::pair<int64_t, std::string>>{
            {99, "confusing class 99 of class 3 is not another class"},
            {-5, "confusing class -5"},

@@ -123,6 +123,8 @@ TEST(Overlay, ImagesAndNames) {
   EXPECT_EQ(sanitize_name("T-shirt/top"), "T-shirt_top");
   EXPECT_EQ(sanitize_name("Ankle boot"), "Ankle_boot");
   EXPECT_EQ(sanitize_name(".."), "_..");
+  EXPECT_EQ(sanitize_name("oiseau ß"), "oiseau_ß");  // UTF-8 stays, the space does not
+  EXPECT_EQ(sanitize_name("猫/犬"), "猫_犬");
   EXPECT_EQ(sanitize_name(""), "_");
 
   EXPECT_THROW(overlay_cam(torch::zeros({2, 2}, torch::kUInt8), torch::zeros({2, 2})),

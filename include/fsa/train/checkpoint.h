@@ -1,19 +1,25 @@
 // Checkpoints that describe themselves (STYLE.md 5): weights, optimiser
-// state, epoch, phase and the resolved config, in one file written
-// atomically. The file is a pickle (torch::pickle_save) of a dict of tensors
-// and plain values, so Python's torch.load reads it: keys `state_dict`,
-// `optimizer` (LibTorch's optimiser archive as uint8 bytes), `epoch`,
-// `best_acc1`, `best_epoch`, `phase`, `arch`, `num_classes`, `cam_layer`,
-// `config`, `history`, and `checksum`: the CRC-32 (zlib) of the state dict's
-// tensor bytes in order, then of the optimiser bytes, so that flipped bytes in
-// the weights are caught at load instead of training or testing silently.
+// state, epoch, phase, the resolved config, the training set's fingerprint
+// and class names, in one file written atomically. The file is a pickle
+// (torch::pickle_save) of a dict of tensors and plain values, so Python's
+// torch.load reads it: keys `state_dict`, `optimizer` (LibTorch's optimiser
+// archive as uint8 bytes), `epoch`, `best_acc1`, `best_epoch`, `phase`,
+// `arch`, `num_classes`, `cam_layer`, `config`, `history`, `fingerprint`,
+// `class_names`, `format` (2) and `checksum`: the CRC-32 (zlib) of every
+// other entry (detail::seal), so that a flipped byte anywhere that matters,
+// in the weights or in the epoch, history or config, is caught at load
+// instead of training or testing silently. Files of format 1 (fsa before
+// 2026-12-01) carry a CRC of the weights and optimiser bytes only, and are
+// still read.
 #pragma once
 
 #include <torch/optim/optimizer.h>
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
+#include "fsa/data/long_tail.h"
 #include "fsa/models/backbone.h"
 
 namespace fsa::train {
@@ -34,6 +40,14 @@ struct CheckpointInfo {
   std::string cam_layer;
   std::string config;   ///< resolved YAML
   std::string history;  ///< per-epoch figures so far, JSON array text
+  /// The training set the weights were trained on; dataset "" when the file
+  /// does not record it (format 1).
+  data::Fingerprint fingerprint;
+  std::vector<std::string> class_names;  ///< empty when not recorded
+  /// The file's `checksum` entry (identifies these exact weights and
+  /// metadata; Phase II records it so that Phase III can tell whether its
+  /// analysis was made from the same network); 0 for a file without one.
+  int64_t checksum = 0;
 };
 
 /// Writes the checkpoint to `path` through a temporary file and a rename, so
@@ -41,15 +55,17 @@ struct CheckpointInfo {
 void save_checkpoint(const std::string& path, models::Backbone& model,
                      torch::optim::Optimizer* optimizer, const CheckpointInfo& info);
 
-/// Reads only the description (arch, classes, epoch, ...).
+/// Reads only the description (arch, classes, epoch, ...), after checking
+/// the file's checksum. Throws CheckpointError as load_checkpoint.
 CheckpointInfo read_checkpoint_info(const std::string& path);
 
 /// Loads weights into `model` (and the optimiser state if `optimizer` is not
 /// null and the file has one). A `module.` prefix (DataParallel) is stripped.
 /// Throws CheckpointError naming the file and the key on a missing key or a
-/// shape mismatch, if the file is not a readable checkpoint, or if its weights
-/// do not match its checksum (a file without one, as written by other tools,
-/// is loaded unchecked).
+/// shape mismatch, if the file is not a readable checkpoint (or is a pipe,
+/// a folder, a device), if its contents do not match its checksum, or if a
+/// file of this fsa's format has lost its checksum (a file of no fsa format,
+/// as written by other tools, is loaded unchecked).
 CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
                                torch::optim::Optimizer* optimizer);
 

@@ -19,9 +19,11 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "fsa/data/long_tail.h"
 #include "fsa/eval/meter.h"
 #include "fsa/io/config.h"
 #include "fsa/models/backbone.h"
@@ -91,6 +93,9 @@ struct TrainingLoop {
   /// Evaluate on the validation split too and choose the best epoch on its
   /// top-1 (set when the dataset has a validation split).
   bool validation = false;
+  /// The training set, whose fingerprint and class names every checkpoint
+  /// records (so that a resume can refuse another one); may be null.
+  const data::LongTailDataset* data = nullptr;
   /// Set when resuming: the checkpoint already loaded into model and
   /// optimiser; training continues after its epoch.
   std::optional<CheckpointInfo> resumed;
@@ -112,7 +117,32 @@ struct FitResult {
   std::string last_checkpoint, best_checkpoint;
 };
 
-/// Runs epochs (resumed epoch or 0) .. cfg.train.num_epoch − 1 of `method`.
+/// Thrown when SIGINT or SIGTERM asked the run to stop
+/// (install_interrupt_handlers): the step under way finished, the rest of
+/// the epoch was abandoned, and checkpoints/last.pt holds the last finished
+/// epoch, from which --resume continues exactly.
+class Interrupted : public std::runtime_error {
+ public:
+  Interrupted(int signal_number, const std::string& what)
+      : std::runtime_error(what), signal(signal_number) {}
+  int signal;  ///< SIGINT or SIGTERM: the process exits 128 + signal
+};
+
+/// Installs the SIGINT and SIGTERM handlers: the first signal asks the
+/// training loop (and Phase II) to stop after the current batch
+/// (Interrupted); a second ends the process at once with exit status
+/// 128 + signal.
+void install_interrupt_handlers();
+
+/// The signal that asked to stop, or 0.
+int interrupt_signal();
+
+/// Throws Interrupted if a signal asked to stop; `where` says what was
+/// abandoned ("phase_i epoch 3", ...) and `kept` what is on disk.
+void throw_if_interrupted(const std::string& where, const std::string& kept);
+
+/// Runs epochs (resumed epoch or 0) .. cfg.train.num_epoch − 1 of `method`;
+/// a run resumed after its last epoch trains nothing and only evaluates.
 /// Throws TrainingError (phases.h) when the running or test loss stops being
 /// finite, before that epoch's checkpoints are written.
 FitResult fit(const TrainingLoop& loop, TrainingMethod& method);

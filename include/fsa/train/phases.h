@@ -59,6 +59,11 @@ struct Analysis {
   torch::Tensor confusing;     ///< int64 [C, C−1]: per class t, candidates by S[c][t] desc, −1 padded
   data::Fingerprint fingerprint;
   std::string arch, cam_layer, confusing_from;
+  /// The Phase I checkpoint it was made from: its path when written, and its
+  /// checksum entry (0 when not recorded), which Phase III compares with the
+  /// checkpoint it fine-tunes.
+  std::string checkpoint;
+  int64_t checkpoint_checksum = 0;
 };
 
 /// Phase II: score matrix, confusing classes (analysis.pt and
@@ -68,7 +73,8 @@ struct Analysis {
 Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& checkpoint,
                       const std::string& out_dir);
 
-/// Reads analysis.pt; throws CheckpointError naming the file if unreadable.
+/// Reads analysis.pt; throws CheckpointError naming the file if unreadable,
+/// not an analysis, or not matching its checksum.
 Analysis load_analysis(const std::string& path);
 
 /// Reads analysis.pt and checks that it describes the workspace's training

@@ -51,8 +51,9 @@ void write_png(const std::string& path, const torch::Tensor& rgb);
 /// the path if it cannot be decoded.
 torch::Tensor read_png(const std::string& path);
 
-/// A file-name-safe form of a class name: characters other than letters,
-/// digits, '-', '_' and '.' become '_' ("T-shirt/top" → "T-shirt_top"); a name
+/// A file-name-safe form of a class name: ASCII characters other than
+/// letters, digits, '-', '_' and '.' become '_' ("T-shirt/top" →
+/// "T-shirt_top"); non-ASCII (UTF-8) characters stay ("oiseau_ß"); a name
 /// that is empty or starts with '.' gets a leading '_'.
 std::string sanitize_name(const std::string& name);
 
