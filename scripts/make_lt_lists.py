@@ -46,11 +46,22 @@ def main():
     n_max = a.n_max or max(len(f) for f in train.values())
     rng = random.Random(a.seed)
     c_count = len(classes)
+    targets = [n_max if c_count == 1 else
+               math.floor(n_max * (1.0 / a.imbalance_factor) ** (i / (c_count - 1)))
+               for i in range(c_count)]
+    # Refuse lists that would not be the long tail asked for.
+    short = [(c, len(train[c]), t) for c, t in zip(classes, targets) if len(train[c]) < t]
+    if short:
+        c, have, want = short[0]
+        sys.exit(f"{a.root}: {len(short)} classes have fewer training images than the long tail "
+                 f"needs (the first: '{c}' has {have}, needs {want}); lower --n-max")
+    if min(targets) < 1:
+        sys.exit(f"--imbalance-factor {a.imbalance_factor} with --n-max {n_max} leaves classes "
+                 f"without images ({targets}); raise --n-max or lower the factor")
     counts = []
     with open(os.path.join(a.root, f"{a.prefix}_train.txt"), "w") as out:
         for i, c in enumerate(classes):
-            n = n_max if c_count == 1 else math.floor(
-                n_max * (1.0 / a.imbalance_factor) ** (i / (c_count - 1)))
+            n = targets[i]
             files = list(train[c])
             rng.shuffle(files)
             kept = sorted(files[:n])

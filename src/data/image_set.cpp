@@ -221,7 +221,7 @@ std::vector<FileSample> list_image_folder(const std::string& dir,
   // Hidden entries (.ipynb_checkpoints from Jupyter, .DS_Store, ...) are not
   // classes or images; torchvision's ImageFolder would take such a folder
   // as class 0 and shift every real class.
-  std::vector<std::string> classes, hidden;
+  std::vector<std::string> classes, hidden, not_files;
   auto is_hidden = [](const fs::path& p) { return p.filename().string().rfind('.', 0) == 0; };
   for (const auto& e : fs::directory_iterator(dir)) {
     if (is_hidden(e.path())) {
@@ -245,13 +245,22 @@ std::vector<FileSample> list_image_folder(const std::string& dir,
       }
       auto ext = e.path().extension().string();
       std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-      if (e.is_regular_file() &&
-          (ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp")) {
-        files.push_back(e.path().string());
+      if (ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp") {
+        if (e.is_regular_file()) {
+          files.push_back(e.path().string());
+        } else {  // a folder, pipe or dangling link named like an image
+          not_files.push_back(classes[c] + "/" + e.path().filename().string());
+        }
       }
     }
     std::sort(files.begin(), files.end());
     for (auto& f : files) samples.push_back({std::move(f), static_cast<int64_t>(c)});
+  }
+  if (!not_files.empty()) {
+    spdlog::warn("image folder '{}': {} entr{} named like images but not image files (a folder, "
+                 "a pipe or a dangling link) left out ({}{})", dir, not_files.size(),
+                 not_files.size() == 1 ? "y" : "ies", not_files.front(),
+                 not_files.size() > 1 ? ", ..." : "");
   }
   if (!hidden.empty()) {
     std::sort(hidden.begin(), hidden.end());

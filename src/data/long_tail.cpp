@@ -260,6 +260,9 @@ ImageSet file_set(const ListFile& list, const std::vector<std::string>& class_na
 
 }  // namespace
 
+/// The smallest image side fsa trains on (images in memory).
+constexpr int64_t kMinSide = 8;
+
 LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
                                        const io::FinetuneConfig& split, uint64_t seed,
                                        int threads) {
@@ -279,6 +282,14 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
                                   "'train/<class>/*.jpg', .jpeg, .png or .bmp)", root));
     }
     for (const auto& s : train_files) labels.push_back(s.label);
+    const auto found = class_counts(labels, static_cast<int64_t>(classes.size()));
+    for (size_t c = 0; c < classes.size(); ++c) {
+      if (found[c] == 0) {
+        throw DataError(fmt::format("image folder '{}/train/{}' holds no images (.jpg, .jpeg, "
+                                    ".png or .bmp); every class needs training images",
+                                    root, classes[c]));
+      }
+    }
     kept = subsample_long_tail(labels, classes.size(), d.imbalance_factor, seed);
     std::vector<FileSample> chosen;
     for (auto i : kept) chosen.push_back(train_files[i]);
@@ -455,6 +466,13 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     out.head = head_classes(out.class_counts, split.head_ratio, split.head_classes);
   } catch (const std::invalid_argument& e) {
     throw io::ConfigError(e.what());
+  }
+  if (!out.file_backed() && (out.train.images.size(2) < kMinSide ||
+                             out.train.images.size(3) < kMinSide)) {
+    throw DataError(fmt::format("dataset '{}' ({}): the images are {}x{} pixels; the ResNets need "
+                                "at least {}x{} (their feature maps shrink 4 to 32 times)",
+                                d.name, d.root, out.train.images.size(3),
+                                out.train.images.size(2), kMinSide, kMinSide));
   }
   // 28×28 digits and garments are zero-padded to the 32×32 the CIFAR ResNets take.
   if (!out.file_backed() && out.train.images.size(2) == 28 && out.train.images.size(3) == 28) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <filesystem>
@@ -730,6 +731,14 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
       f.fail("finetune.head_ratio", fmt::format("a fraction in (0, 1], got {}", ft.head_ratio));
     }
     ft.head_classes = f.get_list<int64_t>("head_classes", "a list of class indices");
+    {
+      auto sorted = ft.head_classes;
+      std::sort(sorted.begin(), sorted.end());
+      const auto twice = std::adjacent_find(sorted.begin(), sorted.end());
+      if (twice != sorted.end()) {
+        f.fail("finetune.head_classes", fmt::format("each class once, got {} twice", *twice));
+      }
+    }
     ft.offline = f.get_bool("offline", ft.offline);
     ft.analysis = f.get_string("analysis", ft.analysis);
     const int64_t group = 2 * (1 + ft.Na);

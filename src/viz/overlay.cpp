@@ -137,6 +137,14 @@ std::string sanitize_name(const std::string& name) {
   }
   // A leading dot would make "." or ".." (or a hidden file) of a class name.
   if (out.empty() || out[0] == '.') out.insert(out.begin(), '_');
+  // File names hold at most 255 bytes, and callers add a prefix and suffix:
+  // cut long names at a character boundary (not inside a UTF-8 sequence).
+  constexpr size_t kMaxBytes = 100;
+  if (out.size() > kMaxBytes) {
+    size_t cut = kMaxBytes;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+    out.resize(cut);
+  }
   return out;
 }
 

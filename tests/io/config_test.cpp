@@ -380,6 +380,8 @@ TEST(Config, OptimiserSettingsLibTorchWouldRefuseLaterAreRefusedFirst) {
   }
   EXPECT_EQ(error_of("train: {optimizer: {name: SGD, kwargs: {momentum: 0.9, nesterov: true}}}"),
             "");
+  EXPECT_NE(error_of("finetune: {head_classes: [0, 2, 0]}").find("each class once, got 0 twice"),
+            std::string::npos);
 }
 
 TEST(Config, ListFileTrainingCrop) {

@@ -54,7 +54,8 @@ torch::Tensor read_png(const std::string& path);
 /// A file-name-safe form of a class name: ASCII characters other than
 /// letters, digits, '-', '_' and '.' become '_' ("T-shirt/top" →
 /// "T-shirt_top"); non-ASCII (UTF-8) characters stay ("oiseau_ß"); a name
-/// that is empty or starts with '.' gets a leading '_'.
+/// that is empty or starts with '.' gets a leading '_'; names are cut to at
+/// most 100 bytes (at a character boundary), leaving room in a file name.
 std::string sanitize_name(const std::string& name);
 
 }  // namespace fsa::viz
