@@ -78,6 +78,18 @@ inline int run_command(const std::string& cmd, const std::string& log) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+/// The message of the exception of type E that f() throws, or "" if it
+/// throws none (an exception of another type passes through).
+template <typename E, typename F>
+std::string error_message(F f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "";
+}
+
 inline std::string read_text(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), {});

@@ -1,7 +1,6 @@
 // fsa: feature space augmentation for long-tailed data, from the command line.
 // Parses arguments, builds the typed config and calls one library function
 // per subcommand; every error becomes one message and a non-zero exit.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/sinks/basic_file_sink.h>
@@ -9,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
 
+#include <CLI/CLI.hpp>
 #include <filesystem>
 #include <iostream>
 
@@ -150,13 +150,15 @@ std::string out_dir(const CommonOptions& o, const std::string& fallback) {
 void log_to_folder(const std::string& dir) {
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
-    throw fsa::io::ConfigError(fmt::format("--out '{}' is a file; expected a folder for the "
-                                           "run's outputs", dir));
+    throw fsa::io::ConfigError(
+        fmt::format("--out '{}' is a file; expected a folder for the "
+                    "run's outputs",
+                    dir));
   }
   fs::create_directories(dir, ec);
   if (ec) {
-    throw fsa::io::ConfigError(fmt::format("--out '{}': cannot create the folder: {}", dir,
-                                           ec.message()));
+    throw fsa::io::ConfigError(
+        fmt::format("--out '{}': cannot create the folder: {}", dir, ec.message()));
   }
   auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(
       (fs::path(dir) / "log.txt").string(), /*truncate=*/false);
@@ -194,8 +196,8 @@ void export_weights(const std::string& from, const std::string& to) {
   if (classifier == "cosine") model->use_cosine_classifier();
   fsa::train::load_checkpoint(from, *model, nullptr);
   fsa::train::save_checkpoint(to, *model, nullptr, info);
-  spdlog::info("export: the weights of '{}' ({} with {} classes, {} epochs) written to '{}'",
-               from, info.arch, info.num_classes, info.epoch, to);
+  spdlog::info("export: the weights of '{}' ({} with {} classes, {} epochs) written to '{}'", from,
+               info.arch, info.num_classes, info.epoch, to);
 }
 
 int main(int argc, char** argv) {
@@ -289,9 +291,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t(1), int64_t(4096)));
 
   std::string export_ckpt, export_out;
-  auto* export_cmd = app.add_subcommand(
-      "export", "a checkpoint's weights without its optimiser state: a smaller file for "
-                "sharing, fsa test and Phases II-III (it cannot be resumed)");
+  auto* export_cmd =
+      app.add_subcommand("export",
+                         "a checkpoint's weights without its optimiser state: a smaller file for "
+                         "sharing, fsa test and Phases II-III (it cannot be resumed)");
   export_cmd->add_option("--checkpoint", export_ckpt, "checkpoint to export")->required();
   export_cmd->add_option("--out", export_out, "the file to write")->required();
 
@@ -439,8 +442,8 @@ int main(int argc, char** argv) {
                                                  bench_o.json, parent.string()));
         }
         if (fs::is_directory(bench_o.json, ec)) {
-          throw fsa::io::ConfigError(fmt::format("--json '{}' is a folder; expected a file name",
-                                                 bench_o.json));
+          throw fsa::io::ConfigError(
+              fmt::format("--json '{}' is a folder; expected a file name", bench_o.json));
         }
       }
       const auto result = fsa::bench::run_bench(options);

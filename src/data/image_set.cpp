@@ -180,16 +180,18 @@ ImageSet read_idx(const std::string& images_path, const std::string& labels_path
   const int64_t n_labels = big_endian_u32(lab, 4);
   // Checked before any product: 2^30 × 2^30 would overflow.
   if (h < 1 || w < 1 || h > 65535 || w > 65535) {
-    throw DataError(fmt::format("IDX image file '{}': header says images of {}x{} pixels; "
-                                "expected sides of 1 to 65535", images_path, h, w));
+    throw DataError(
+        fmt::format("IDX image file '{}': header says images of {}x{} pixels; "
+                    "expected sides of 1 to 65535",
+                    images_path, h, w));
   }
   const auto bytes_needed = static_cast<unsigned __int128>(n) * uint64_t(h) * uint64_t(w) + 16;
   if (bytes_needed != img.size()) {
     throw DataError(fmt::format(
         "IDX image file '{}' is truncated or malformed: header says {} images of {}x{} ({} "
-        "bytes), the file has {} bytes", images_path, n, h, w,
-        static_cast<uint64_t>(std::min<unsigned __int128>(bytes_needed, UINT64_MAX)),
-        img.size()));
+        "bytes), the file has {} bytes",
+        images_path, n, h, w,
+        static_cast<uint64_t>(std::min<unsigned __int128>(bytes_needed, UINT64_MAX)), img.size()));
   }
   if (static_cast<int64_t>(lab.size()) != 8 + n_labels) {
     throw DataError(fmt::format("IDX label file '{}' is truncated: header says {} labels, file "
@@ -257,10 +259,11 @@ std::vector<FileSample> list_image_folder(const std::string& dir,
     for (auto& f : files) samples.push_back({std::move(f), static_cast<int64_t>(c)});
   }
   if (!not_files.empty()) {
-    spdlog::warn("image folder '{}': {} entr{} named like images but not image files (a folder, "
-                 "a pipe or a dangling link) left out ({}{})", dir, not_files.size(),
-                 not_files.size() == 1 ? "y" : "ies", not_files.front(),
-                 not_files.size() > 1 ? ", ..." : "");
+    spdlog::warn(
+        "image folder '{}': {} entr{} named like images but not image files (a folder, "
+        "a pipe or a dangling link) left out ({}{})",
+        dir, not_files.size(), not_files.size() == 1 ? "y" : "ies", not_files.front(),
+        not_files.size() > 1 ? ", ..." : "");
   }
   if (!hidden.empty()) {
     std::sort(hidden.begin(), hidden.end());
@@ -273,16 +276,16 @@ std::vector<FileSample> list_image_folder(const std::string& dir,
 }
 
 #ifdef FSA_NO_OPENCV
-ImageSet decode_images(const std::vector<FileSample>& samples, const std::vector<std::string>&,
-                       int, bool, std::vector<int64_t>*) {
+ImageSet decode_images(const std::vector<FileSample>& samples, const std::vector<std::string>&, int,
+                       bool, std::vector<int64_t>*) {
   throw DataError(fmt::format("cannot decode '{}': this fsa was built without OpenCV "
                               "(FSA_WITH_OPENCV=OFF); use CIFAR binary or IDX data",
                               samples.empty() ? std::string("images") : samples[0].path));
 }
 #else
 ImageSet decode_images(const std::vector<FileSample>& samples,
-                       const std::vector<std::string>& class_names, int threads,
-                       bool skip_corrupt, std::vector<int64_t>* decoded) {
+                       const std::vector<std::string>& class_names, int threads, bool skip_corrupt,
+                       std::vector<int64_t>* decoded) {
   const int64_t n = static_cast<int64_t>(samples.size());
   if (n == 0) throw DataError("no images to decode");
   // The one decoding policy of every image path (data/image_transforms.h):
@@ -300,8 +303,8 @@ ImageSet decode_images(const std::vector<FileSample>& samples,
     }
   }
   if (!first.defined()) {
-    throw DataError(fmt::format("none of the {} images (from '{}' on) can be decoded", n,
-                                samples[0].path));
+    throw DataError(
+        fmt::format("none of the {} images (from '{}' on) can be decoded", n, samples[0].path));
   }
   const int64_t h = first.size(0), w = first.size(1);
   const auto& size_of = samples[first_at - 1].path;
@@ -323,9 +326,10 @@ ImageSet decode_images(const std::vector<FileSample>& samples,
           continue;
         }
         if (image.size(0) != h || image.size(1) != w) {
-          problem = fmt::format("image '{}' is {}x{}, expected {}x{} like '{}' (an image folder "
-                                "holds images of one size)",
-                                samples[i].path, image.size(1), image.size(0), w, h, size_of);
+          problem = fmt::format(
+              "image '{}' is {}x{}, expected {}x{} like '{}' (an image folder "
+              "holds images of one size)",
+              samples[i].path, image.size(1), image.size(0), w, h, size_of);
         } else {
           images[i].copy_(image.permute({2, 0, 1}));  // HWC → CHW
           labels.data_ptr<int64_t>()[i] = samples[i].label;

@@ -137,7 +137,10 @@ std::optional<InputBatch> SequentialBatches::next() {
 TrainingBatches::TrainingBatches(const LongTailDataset& data, int64_t batch_size, uint64_t seed,
                                  torch::Device device, const std::string& sampler,
                                  int64_t num_epochs)
-    : data_(data), batch_size_(batch_size), size_(data.train.size()), used_(size_),
+    : data_(data),
+      batch_size_(batch_size),
+      size_(data.train.size()),
+      used_(size_),
       device_(device),
       sampler_(sampler, data.train.labels, data.num_classes(), num_epochs) {
   check_batch_size(batch_size, "TrainingBatches");
@@ -146,9 +149,11 @@ TrainingBatches::TrainingBatches(const LongTailDataset& data, int64_t batch_size
   // channel, as at the 1x1 last stage of an ImageNet ResNet on small images.
   if (size_ > 1 && size_ % batch_size == 1) {
     used_ = size_ - 1;
-    spdlog::info("the last batch of each epoch would hold 1 of the {} training images, and batch "
-                 "norm cannot train on one image: it is dropped (a different image each epoch; "
-                 "PyTorch's drop_last)", size_);
+    spdlog::info(
+        "the last batch of each epoch would hold 1 of the {} training images, and batch "
+        "norm cannot train on one image: it is dropped (a different image each epoch; "
+        "PyTorch's drop_last)",
+        size_);
   }
   if (data.file_backed()) {
     auto options = loader_options(data, batch_size, true, seed, device);

@@ -63,9 +63,10 @@ ListFile read_list_file(const std::string& path, const ListFileOptions& options)
     };
     if (text.find('\0') != std::string_view::npos) {
       // Paths cannot hold NUL: the OS would silently take the part before it.
-      throw DataError(fmt::format("list file {}:{}: the line holds a NUL byte (a binary file, or "
-                                  "a damaged list?); expected 'relative/path label'",
-                                  path, line_no));
+      throw DataError(
+          fmt::format("list file {}:{}: the line holds a NUL byte (a binary file, or "
+                      "a damaged list?); expected 'relative/path label'",
+                      path, line_no));
     }
     const auto split = std::find_if(text.rbegin(), text.rend(), is_space);
     if (split == text.rend()) throw bad("no label");
@@ -83,9 +84,11 @@ ListFile read_list_file(const std::string& path, const ListFileOptions& options)
       throw bad(fmt::format("label {} is >= the {} classes", label, options.num_classes));
     }
     if (options.num_classes == 0 && label >= kMaxInferredClasses) {
-      throw bad(fmt::format("label {} would make {} classes when the count is taken from the "
-                            "labels; set dataset.num_classes if that is meant (at most {} are "
-                            "inferred)", label, label, kMaxInferredClasses));
+      throw bad(
+          fmt::format("label {} would make {} classes when the count is taken from the "
+                      "labels; set dataset.num_classes if that is meant (at most {} are "
+                      "inferred)",
+                      label, label, kMaxInferredClasses));
     }
     std::string full = options.root.empty() ? std::string(rel) : (root / std::string(rel)).string();
     if (options.check_exists) {

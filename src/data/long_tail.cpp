@@ -74,8 +74,8 @@ HoldOut hold_out_validation(const std::vector<int64_t>& labels, int64_t num_clas
   std::vector<std::vector<int64_t>> per_class(num_classes);
   for (size_t i = 0; i < labels.size(); ++i) {
     if (labels[i] < 0 || labels[i] >= num_classes) {
-      throw std::invalid_argument(fmt::format("label {} of image {} is outside [0, {})",
-                                              labels[i], i, num_classes));
+      throw std::invalid_argument(
+          fmt::format("label {} of image {} is outside [0, {})", labels[i], i, num_classes));
     }
     per_class[labels[i]].push_back(int64_t(i));
   }
@@ -278,16 +278,19 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     const auto train_files = list_image_folder(root + "/train", &classes);
     std::vector<int64_t> labels;
     if (train_files.empty()) {
-      throw DataError(fmt::format("image folder '{}/train' holds no images (expected "
-                                  "'train/<class>/*.jpg', .jpeg, .png or .bmp)", root));
+      throw DataError(
+          fmt::format("image folder '{}/train' holds no images (expected "
+                      "'train/<class>/*.jpg', .jpeg, .png or .bmp)",
+                      root));
     }
     for (const auto& s : train_files) labels.push_back(s.label);
     const auto found = class_counts(labels, static_cast<int64_t>(classes.size()));
     for (size_t c = 0; c < classes.size(); ++c) {
       if (found[c] == 0) {
-        throw DataError(fmt::format("image folder '{}/train/{}' holds no images (.jpg, .jpeg, "
-                                    ".png or .bmp); every class needs training images",
-                                    root, classes[c]));
+        throw DataError(
+            fmt::format("image folder '{}/train/{}' holds no images (.jpg, .jpeg, "
+                        ".png or .bmp); every class needs training images",
+                        root, classes[c]));
       }
     }
     kept = subsample_long_tail(labels, classes.size(), d.imbalance_factor, seed);
@@ -302,8 +305,10 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     }
     auto test_files = list_image_folder(root + "/test", &test_classes);
     if (test_files.empty()) {
-      throw DataError(fmt::format("image folder '{}/test' holds no images (expected "
-                                  "'test/<class>/*.jpg'); every accuracy would be 0 of 0", root));
+      throw DataError(
+          fmt::format("image folder '{}/test' holds no images (expected "
+                      "'test/<class>/*.jpg'); every accuracy would be 0 of 0",
+                      root));
     }
     if (test_classes != classes) {
       auto only_in = [](const std::vector<std::string>& a, const std::vector<std::string>& b) {
@@ -411,9 +416,11 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     // byte count would otherwise scramble every image silently.
     for (const auto* set : {&full_train, &out.test}) {
       if (set->images.size(2) != 28 || set->images.size(3) != 28) {
-        throw DataError(fmt::format("dataset.root '{}': {} IDX images are {}x{}; {} images are "
-                                    "28x28", d.root, set == &full_train ? "training" : "test",
-                                    set->images.size(3), set->images.size(2), d.name));
+        throw DataError(
+            fmt::format("dataset.root '{}': {} IDX images are {}x{}; {} images are "
+                        "28x28",
+                        d.root, set == &full_train ? "training" : "test", set->images.size(3),
+                        set->images.size(2), d.name));
       }
     }
   }
@@ -424,8 +431,8 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     if (d.max_test_per_class > 0) out.test = limit_per_class(out.test, d.max_test_per_class);
   }
   if (d.val_fraction > 0) {
-    const auto split_at = hold_out_validation(to_vector(out.train.labels), out.num_classes(),
-                                              d.val_fraction, seed);
+    const auto split_at =
+        hold_out_validation(to_vector(out.train.labels), out.num_classes(), d.val_fraction, seed);
     out.val = out.train.select(to_tensor(split_at.val));
     out.train = out.train.select(to_tensor(split_at.train));
     std::vector<int64_t> trained;
@@ -434,45 +441,50 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
     kept = std::move(trained);
   }
   if (out.test.size() == 0) {
-    throw DataError(fmt::format("dataset '{}' ({}): the test split has no images; every accuracy "
-                                "would be 0 of 0", d.name, d.root));
+    throw DataError(
+        fmt::format("dataset '{}' ({}): the test split has no images; every accuracy "
+                    "would be 0 of 0",
+                    d.name, d.root));
   }
-  if (!out.file_backed() &&
-      out.test.images.sizes().slice(1) != out.train.images.sizes().slice(1)) {
-    throw DataError(fmt::format("dataset '{}' ({}): test images are {} (channels, height, width), "
-                                "training images {}; expected one size", d.name, d.root,
-                                c10::str(out.test.images.sizes().slice(1)),
-                                c10::str(out.train.images.sizes().slice(1))));
+  if (!out.file_backed() && out.test.images.sizes().slice(1) != out.train.images.sizes().slice(1)) {
+    throw DataError(
+        fmt::format("dataset '{}' ({}): test images are {} (channels, height, width), "
+                    "training images {}; expected one size",
+                    d.name, d.root, c10::str(out.test.images.sizes().slice(1)),
+                    c10::str(out.train.images.sizes().slice(1))));
   }
   out.source_indices = kept;
   const auto train_labels = to_vector(out.train.labels);
   out.class_counts = class_counts(train_labels, out.num_classes());
   const auto empty = std::count(out.class_counts.begin(), out.class_counts.end(), 0);
   if (empty > 0) {
-    const auto first = std::find(out.class_counts.begin(), out.class_counts.end(), 0) -
-                       out.class_counts.begin();
+    const auto first =
+        std::find(out.class_counts.begin(), out.class_counts.end(), 0) - out.class_counts.begin();
     const auto why =
         out.format == "list-file"
-            ? std::string("the training list has no line with such a label; number the classes "
-                          "0..C-1 without gaps, or set dataset.num_classes to the classes used")
-            : fmt::format("after subsampling at imbalance factor {}; lower dataset.kwargs.im or "
-                          "add images", d.imbalance_factor);
-    throw DataError(fmt::format("dataset '{}': {} of the {} classes have no training images "
-                                "(the first: class {}, '{}'): {}", d.root, empty,
-                                out.num_classes(), first, out.train.class_names[size_t(first)],
-                                why));
+            ? std::string(
+                  "the training list has no line with such a label; number the classes "
+                  "0..C-1 without gaps, or set dataset.num_classes to the classes used")
+            : fmt::format(
+                  "after subsampling at imbalance factor {}; lower dataset.kwargs.im or "
+                  "add images",
+                  d.imbalance_factor);
+    throw DataError(fmt::format(
+        "dataset '{}': {} of the {} classes have no training images "
+        "(the first: class {}, '{}'): {}",
+        d.root, empty, out.num_classes(), first, out.train.class_names[size_t(first)], why));
   }
   try {
     out.head = head_classes(out.class_counts, split.head_ratio, split.head_classes);
   } catch (const std::invalid_argument& e) {
     throw io::ConfigError(e.what());
   }
-  if (!out.file_backed() && (out.train.images.size(2) < kMinSide ||
-                             out.train.images.size(3) < kMinSide)) {
-    throw DataError(fmt::format("dataset '{}' ({}): the images are {}x{} pixels; the ResNets need "
-                                "at least {}x{} (their feature maps shrink 4 to 32 times)",
-                                d.name, d.root, out.train.images.size(3),
-                                out.train.images.size(2), kMinSide, kMinSide));
+  if (!out.file_backed() &&
+      (out.train.images.size(2) < kMinSide || out.train.images.size(3) < kMinSide)) {
+    throw DataError(fmt::format(
+        "dataset '{}' ({}): the images are {}x{} pixels; the ResNets need "
+        "at least {}x{} (their feature maps shrink 4 to 32 times)",
+        d.name, d.root, out.train.images.size(3), out.train.images.size(2), kMinSide, kMinSide));
   }
   // 28×28 digits and garments are zero-padded to the 32×32 the CIFAR ResNets take.
   if (!out.file_backed() && out.train.images.size(2) == 28 && out.train.images.size(3) == 28) {
@@ -517,12 +529,10 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
   }
   // List-file datasets are taken as listed (dataset.kwargs.im does not
   // apply): their fingerprint holds the lists' own n_max / n_min.
-  const auto [fewest, most] = std::minmax_element(out.class_counts.begin(),
-                                                  out.class_counts.end());
+  const auto [fewest, most] = std::minmax_element(out.class_counts.begin(), out.class_counts.end());
   const double imbalance =
       out.format == "list-file" ? double(*most) / double(*fewest) : d.imbalance_factor;
-  out.fingerprint = Fingerprint{d.name, imbalance, seed,
-                                static_cast<int64_t>(kept.size()),
+  out.fingerprint = Fingerprint{d.name, imbalance, seed, static_cast<int64_t>(kept.size()),
                                 hash_samples(kept, train_labels)};
   return out;
 }

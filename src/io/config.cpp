@@ -140,8 +140,8 @@ void parse_optimizer(MapReader r, OptimizerConfig& o) {
   }
   o.weight_decay = k.get_double("weight_decay", o.weight_decay);
   if (o.weight_decay < 0 || o.weight_decay > kFloatMax) {
-    k.fail(join_key(k.prefix(), "weight_decay"), fmt::format("a number >= 0, got {}",
-                                                             o.weight_decay));
+    k.fail(join_key(k.prefix(), "weight_decay"),
+           fmt::format("a number >= 0, got {}", o.weight_decay));
   }
   if (o.name == "SGD") {
     o.momentum = k.get_double("momentum", o.momentum);
@@ -152,8 +152,9 @@ void parse_optimizer(MapReader r, OptimizerConfig& o) {
     }
     o.nesterov = k.get_bool("nesterov", o.nesterov);
     if (o.nesterov && o.momentum == 0) {
-      k.fail(join_key(k.prefix(), "nesterov"), "false, or a momentum > 0 (Nesterov momentum "
-                                               "needs momentum)");
+      k.fail(join_key(k.prefix(), "nesterov"),
+             "false, or a momentum > 0 (Nesterov momentum "
+             "needs momentum)");
     }
   } else {
     o.eps = k.get_double("eps", o.eps);
@@ -320,8 +321,8 @@ int64_t list_dataset_classes(const std::string& name) {
 
 /// The keys of list-file datasets; any of them on another dataset is an error.
 void parse_list_dataset(MapReader& d, DatasetConfig& ds) {
-  const std::vector<std::string> keys{"train_list",  "val_list",    "test_list",   "num_classes",
-                                      "num_workers", "transform"};
+  const std::vector<std::string> keys{"train_list",  "val_list",    "test_list",
+                                      "num_classes", "num_workers", "transform"};
   if (!is_list_dataset(ds.name)) {
     for (const auto& key : keys) {
       if (d.has(key)) {
@@ -341,8 +342,8 @@ void parse_list_dataset(MapReader& d, DatasetConfig& ds) {
   ds.num_classes = d.get_int("num_classes", list_dataset_classes(ds.name), 0);
   ds.num_workers = d.get_int("num_workers", ds.num_workers, 0);
   if (ds.num_workers > kMaxThreads) {
-    d.fail("dataset.num_workers", fmt::format("at most {} decoding threads, got {}", kMaxThreads,
-                                              ds.num_workers));
+    d.fail("dataset.num_workers",
+           fmt::format("at most {} decoding threads, got {}", kMaxThreads, ds.num_workers));
   }
   auto t = d.child("transform");
   ds.transform.crop_size = t.get_int("crop_size", ds.transform.crop_size, 1);
@@ -419,15 +420,17 @@ class YamlStructureCheck {
       if (!kv.first.IsScalar()) {
         throw ConfigError(fmt::format(
             "config {}: line {}{}: expected a plain key (a name), got a {} as a key (YAML's "
-            "'? ' complex key)", source_, line,
-            prefix.empty() ? "" : ", under '" + prefix + "'",
+            "'? ' complex key)",
+            source_, line, prefix.empty() ? "" : ", under '" + prefix + "'",
             kv.first.IsSequence() ? "list" : "mapping"));
       }
       const auto key = kv.first.Scalar();
       const auto full = prefix.empty() ? key : prefix + "." + key;
       if (!seen.insert(key).second) {
-        throw ConfigError(fmt::format("config {}: key '{}' is given twice (again at line {}); "
-                                      "expected each key once", source_, full, line));
+        throw ConfigError(
+            fmt::format("config {}: key '{}' is given twice (again at line {}); "
+                        "expected each key once",
+                        source_, full, line));
       }
       (*this)(kv.second, full, depth + 1);
     }
@@ -599,8 +602,8 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
   c.device = r.get_string("device", c.device);
   c.threads = r.get_int("threads", c.threads, 0);
   if (c.threads > kMaxThreads) {
-    r.fail("threads", fmt::format("0 (every core) or at most {} threads, got {}", kMaxThreads,
-                                  c.threads));
+    r.fail("threads",
+           fmt::format("0 (every core) or at most {} threads, got {}", kMaxThreads, c.threads));
   }
   c.precision = r.get_string("precision", c.precision);
   if (c.precision != "fp32" && c.precision != "bf16-mixed") {
@@ -639,12 +642,14 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
     c.dataset.val_fraction = d.get_double("val_fraction", 0);
     if (!(c.dataset.val_fraction >= 0 && c.dataset.val_fraction <= 0.5)) {
       d.fail("dataset.val_fraction", fmt::format("a fraction in [0, 0.5] of each class's training "
-                                                 "images, got {}", c.dataset.val_fraction));
+                                                 "images, got {}",
+                                                 c.dataset.val_fraction));
     }
     parse_list_dataset(d, c.dataset);
     if (c.dataset.val_fraction > 0 && !c.dataset.val_list.empty()) {
-      d.fail("dataset.val_fraction", "0 when dataset.val_list names the validation split "
-                                     "(give one of the two)");
+      d.fail("dataset.val_fraction",
+             "0 when dataset.val_list names the validation split "
+             "(give one of the two)");
     }
     d.finish();
   }

@@ -1,7 +1,7 @@
 #include "fsa/io/files.h"
 
-#include <fmt/format.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -84,8 +84,8 @@ std::vector<std::string> remove_stale_temporaries(const std::string& folder) {
     const auto at = name.rfind(kTemporaryMark);
     if (at == std::string::npos || !e.is_regular_file(ec)) continue;
     const auto pid_text = name.substr(at + std::strlen(kTemporaryMark));
-    if (pid_text.empty() ||
-        !std::all_of(pid_text.begin(), pid_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    if (pid_text.empty() || !std::all_of(pid_text.begin(), pid_text.end(),
+                                         [](char c) { return c >= '0' && c <= '9'; })) {
       continue;
     }
     const auto pid = std::stol(pid_text);

@@ -42,7 +42,7 @@ struct Phase {
   double top1 = 0;
   OptDouble head, tail, many, medium, few, loss, best_top1;
   std::optional<int64_t> best_epoch;
-  std::string selected_on = "test";              // the split that chose best_epoch
+  std::string selected_on = "test";             // the split that chose best_epoch
   std::string mode;                             // Phase III: "online"/"offline"
   std::vector<OptDouble> per_class;             // fraction, nullopt: no test image
   std::vector<std::vector<int64_t>> confusion;  // [C][C] or empty

@@ -78,21 +78,20 @@ auto field(const c10::impl::GenericDict& d, const std::string& key, const std::s
 /// The format-1 seal: the CRC of the weights and optimiser bytes alone.
 void check_weights_checksum(const c10::impl::GenericDict& d, const std::string& path) {
   if (!d.contains("checksum")) return;  // another tool's file
-  const auto state = field(d, "state_dict", path, [](const c10::IValue& v) {
-    return v.toGenericDict();
-  });
+  const auto state =
+      field(d, "state_dict", path, [](const c10::IValue& v) { return v.toGenericDict(); });
   at::Tensor optimizer_bytes;
   if (d.contains("optimizer")) {
-    optimizer_bytes = field(d, "optimizer", path, [](const c10::IValue& v) {
-      return v.toTensor();
-    });
+    optimizer_bytes =
+        field(d, "optimizer", path, [](const c10::IValue& v) { return v.toTensor(); });
   }
   const auto expected = field(d, "checksum", path, [](const c10::IValue& v) { return v.toInt(); });
   const auto found = checksum(state, optimizer_bytes.defined() ? &optimizer_bytes : nullptr);
   if (found != expected) {
-    throw CheckpointError(fmt::format(
-        "checkpoint '{}' is corrupt: its weights and optimiser state do not match the "
-        "CRC-32 written with them ({:08x} written, {:08x} read)", path, expected, found));
+    throw CheckpointError(
+        fmt::format("checkpoint '{}' is corrupt: its weights and optimiser state do not match the "
+                    "CRC-32 written with them ({:08x} written, {:08x} read)",
+                    path, expected, found));
   }
 }
 
@@ -198,29 +197,32 @@ void seal(c10::impl::GenericDict& d) {
   d.insert("checksum", seal_of(d));
 }
 
-bool check_seal(const c10::impl::GenericDict& d, const std::string& path,
-                const std::string& what) {
+bool check_seal(const c10::impl::GenericDict& d, const std::string& path, const std::string& what) {
   if (!d.contains("format")) return false;  // format 1, or another tool's file
   const auto& format = d.at("format");
   if (!format.isInt() || format.toInt() < 2) {
-    throw CheckpointError(fmt::format("{} '{}' has an unknown 'format' entry; expected {}", what,
-                                      path, kFileFormat));
+    throw CheckpointError(
+        fmt::format("{} '{}' has an unknown 'format' entry; expected {}", what, path, kFileFormat));
   }
   if (format.toInt() > kFileFormat) {
-    throw CheckpointError(fmt::format("{} '{}' is of format {}, written by a newer fsa; this one "
-                                      "reads formats up to {}", what, path, format.toInt(),
-                                      kFileFormat));
+    throw CheckpointError(
+        fmt::format("{} '{}' is of format {}, written by a newer fsa; this one "
+                    "reads formats up to {}",
+                    what, path, format.toInt(), kFileFormat));
   }
   if (!d.contains("checksum") || !d.at("checksum").isInt()) {
-    throw CheckpointError(fmt::format("{} '{}' has lost its checksum (every file this fsa writes "
-                                      "carries one): it was edited or damaged", what, path));
+    throw CheckpointError(
+        fmt::format("{} '{}' has lost its checksum (every file this fsa writes "
+                    "carries one): it was edited or damaged",
+                    what, path));
   }
   const auto expected = d.at("checksum").toInt();
   const auto found = seal_of(d);
   if (found != expected) {
     throw CheckpointError(fmt::format(
         "{} '{}' is corrupt or was edited: its contents do not match the CRC-32 written with "
-        "them ({:08x} written, {:08x} read)", what, path, expected, found));
+        "them ({:08x} written, {:08x} read)",
+        what, path, expected, found));
   }
   return true;
 }
@@ -283,9 +285,8 @@ CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
                                       "for {} with {} classes", path, info.arch, info.num_classes,
                                       model.arch(), model.num_classes()));
   }
-  const auto state = field(d, "state_dict", path, [](const c10::IValue& v) {
-    return v.toGenericDict();
-  });
+  const auto state =
+      field(d, "state_dict", path, [](const c10::IValue& v) { return v.toGenericDict(); });
   std::map<std::string, at::Tensor> by_name;
   for (const auto& kv : state) {
     std::string key = kv.key().toStringRef();
@@ -332,7 +333,8 @@ CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
     throw CheckpointError(fmt::format(
         "checkpoint '{}' holds no optimiser state (fsa export writes weights only), so a run "
         "cannot resume from it; start a new run from its weights with "
-        "checkpoint.load_checkpoint instead", path));
+        "checkpoint.load_checkpoint instead",
+        path));
   }
   if (optimizer && d.contains("optimizer")) {
     auto bytes = d.at("optimizer").toTensor().contiguous();

@@ -10,10 +10,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-#include <random>
 #include <map>
+#include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "fsa/data/inputs.h"
@@ -58,9 +58,8 @@ void flatten(const YAML::Node& node, const std::string& prefix,
 }
 
 bool under(const std::string& key, const std::vector<std::string>& prefixes) {
-  return std::any_of(prefixes.begin(), prefixes.end(), [&](const std::string& p) {
-    return key == p || key.rfind(p + ".", 0) == 0;
-  });
+  return std::any_of(prefixes.begin(), prefixes.end(),
+                     [&](const std::string& p) { return key == p || key.rfind(p + ".", 0) == 0; });
 }
 
 }  // namespace
@@ -73,16 +72,27 @@ ConfigDifferences resume_differences(const std::string& stored_yaml, const io::C
   std::map<std::string, std::string> before, after;
   flatten(YAML::Load(io::to_yaml(stored)), "", before);
   flatten(YAML::Load(io::to_yaml(now)), "", after);
-  std::vector<std::string> meaning{
-      "random_seed",       "dataset.name",      "dataset.kwargs",     "dataset.normalize",
-      "dataset.val_fraction", "dataset.train_list", "dataset.val_list", "dataset.test_list",
-      "dataset.num_classes", "dataset.transform", "model",            "train.batch_size",
-      "train.gradient_clip", "train.loss",       "train.sampler",     "train.optimizer",
-      "train.lr_scheduler"};
+  std::vector<std::string> meaning{"random_seed",
+                                   "dataset.name",
+                                   "dataset.kwargs",
+                                   "dataset.normalize",
+                                   "dataset.val_fraction",
+                                   "dataset.train_list",
+                                   "dataset.val_list",
+                                   "dataset.test_list",
+                                   "dataset.num_classes",
+                                   "dataset.transform",
+                                   "model",
+                                   "train.batch_size",
+                                   "train.gradient_clip",
+                                   "train.loss",
+                                   "train.sampler",
+                                   "train.optimizer",
+                                   "train.lr_scheduler"};
   if (phase == "phase_iii") {
     for (const auto* k : {"finetune.Na", "finetune.Nf", "finetune.ts", "finetune.tg",
-                          "finetune.confusing_from", "finetune.head_ratio",
-                          "finetune.head_classes", "finetune.offline", "feature.cam_layers"}) {
+                          "finetune.confusing_from", "finetune.head_ratio", "finetune.head_classes",
+                          "finetune.offline", "feature.cam_layers"}) {
       meaning.emplace_back(k);
     }
   }
@@ -124,7 +134,8 @@ void check_resume(const io::Config& cfg, const Workspace& ws, const std::string&
       throw CheckpointError(fmt::format(
           "checkpoint.resume '{}' was trained on another training set than this config "
           "describes (checkpoint vs now: {}); resume with the data and settings it was trained "
-          "with", path, diff));
+          "with",
+          path, diff));
     }
   }
   if (!info.class_names.empty() && info.class_names != ws.data.train.class_names) {
@@ -135,30 +146,34 @@ void check_resume(const io::Config& cfg, const Workspace& ws, const std::string&
     }
     throw CheckpointError(fmt::format(
         "checkpoint.resume '{}' was trained with other classes: class {} is '{}' there and '{}' "
-        "now (renamed or reordered class folders?)", path, c,
-        c < info.class_names.size() ? info.class_names[c] : "(none)",
+        "now (renamed or reordered class folders?)",
+        path, c, c < info.class_names.size() ? info.class_names[c] : "(none)",
         c < ws.data.train.class_names.size() ? ws.data.train.class_names[c] : "(none)"));
   }
   ConfigDifferences diff;
   try {
     diff = resume_differences(info.config, cfg, phase);
   } catch (const std::exception& e) {  // a config of an older schema
-    spdlog::warn("{}: the config stored in '{}' cannot be compared with this one ({}); make "
-                 "sure the run means the same", phase, path, short_message(e));
+    spdlog::warn(
+        "{}: the config stored in '{}' cannot be compared with this one ({}); make "
+        "sure the run means the same",
+        phase, path, short_message(e));
   }
   if (!diff.refused.empty()) {
     throw CheckpointError(fmt::format(
         "checkpoint.resume '{}' was trained with other settings, and resuming would mix two "
         "runs: {}; resume with the config it was trained with (its config.yaml), or start a new "
-        "run", path, fmt::join(diff.refused, "; ")));
+        "run",
+        path, fmt::join(diff.refused, "; ")));
   }
   for (const auto& line : diff.overrides) {
-    spdlog::info("{}: resuming with a setting that differs from the checkpoint's: {}", phase,
-                 line);
+    spdlog::info("{}: resuming with a setting that differs from the checkpoint's: {}", phase, line);
   }
   if (info.epoch == cfg.train.num_epoch) {
-    spdlog::info("{}: '{}' has finished all {} epochs; completing the run's outputs "
-                 "(metrics.json, the report) without training", phase, path, info.epoch);
+    spdlog::info(
+        "{}: '{}' has finished all {} epochs; completing the run's outputs "
+        "(metrics.json, the report) without training",
+        phase, path, info.epoch);
   }
 }
 
@@ -331,17 +346,17 @@ eval::Report evaluate_head(models::Backbone& model, const torch::Tensor& feature
   const auto n = features.size(0);
   const auto targets = labels.to(ws.device);
   int64_t s = 0;
-  return accumulate_report(
-      ws.data, ws.device, logit_adjust_tau,
-      [&]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
-        if (s >= n) return std::nullopt;
-        const auto len = std::min(batch, n - s);
-        AutocastGuard autocast(ws.device, bf16_mixed);
-        auto logits = model.head(features.narrow(0, s, len), layer).to(torch::kFloat32);
-        auto y = targets.narrow(0, s, len);
-        s += len;
-        return std::pair{logits, y};
-      });
+  return accumulate_report(ws.data, ws.device, logit_adjust_tau,
+                           [&]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
+                             if (s >= n) return std::nullopt;
+                             const auto len = std::min(batch, n - s);
+                             AutocastGuard autocast(ws.device, bf16_mixed);
+                             auto logits =
+                                 model.head(features.narrow(0, s, len), layer).to(torch::kFloat32);
+                             auto y = targets.narrow(0, s, len);
+                             s += len;
+                             return std::pair{logits, y};
+                           });
 }
 
 PhaseResult phase_result(const FitResult& fitted, const io::Config& cfg, const Workspace& ws) {
@@ -394,8 +409,10 @@ Workspace make_workspace(const io::Config& cfg) {
   torch::set_num_threads(threads);
   ws.seed = cfg.random_seed.value_or(std::random_device{}());
   if (!cfg.random_seed) {
-    spdlog::info("random_seed is null: this run drew seed {} (--set random_seed={} repeats it, "
-                 "and the phases run alone need it)", ws.seed, ws.seed);
+    spdlog::info(
+        "random_seed is null: this run drew seed {} (--set random_seed={} repeats it, "
+        "and the phases run alone need it)",
+        ws.seed, ws.seed);
   }
   torch::manual_seed(ws.seed);
   ws.data = data::load_long_tail_dataset(cfg.dataset, cfg.finetune, ws.seed, threads);
@@ -420,20 +437,21 @@ Workspace make_workspace(const io::Config& cfg) {
   }
   const auto [min_count, max_count] =
       std::minmax_element(ws.data.class_counts.begin(), ws.data.class_counts.end());
-  spdlog::info("{}: {} training images in {} classes (imbalance factor {:.4g}, {} head classes), "
-               "{} test images{}; {} threads on {}, precision {}, memory format {}",
-               cfg.dataset.name, ws.data.train.size(), ws.data.num_classes(),
-               double(*max_count) / double(*min_count),
-               std::count(ws.data.head.begin(), ws.data.head.end(), true), ws.data.test.size(),
-               ws.data.val.size() > 0
-                   ? fmt::format(", {} validation images ({}; they choose the best epoch)",
-                                 ws.data.val.size(),
-                                 cfg.dataset.val_list.empty()
-                                     ? fmt::format("{:g} of each class held out of training",
-                                                   cfg.dataset.val_fraction)
-                                     : "dataset.val_list")
-                   : std::string(),
-               threads, ws.device.str(), cfg.precision, cfg.memory_format);
+  spdlog::info(
+      "{}: {} training images in {} classes (imbalance factor {:.4g}, {} head classes), "
+      "{} test images{}; {} threads on {}, precision {}, memory format {}",
+      cfg.dataset.name, ws.data.train.size(), ws.data.num_classes(),
+      double(*max_count) / double(*min_count),
+      std::count(ws.data.head.begin(), ws.data.head.end(), true), ws.data.test.size(),
+      ws.data.val.size() > 0
+          ? fmt::format(", {} validation images ({}; they choose the best epoch)",
+                        ws.data.val.size(),
+                        cfg.dataset.val_list.empty()
+                            ? fmt::format("{:g} of each class held out of training",
+                                          cfg.dataset.val_fraction)
+                            : "dataset.val_list")
+          : std::string(),
+      threads, ws.device.str(), cfg.precision, cfg.memory_format);
   return ws;
 }
 
@@ -497,8 +515,7 @@ std::string format_comparison(const eval::Report& before, const eval::Report& af
   const auto groups_before = eval::group_accuracies(before);
   const auto groups_after = eval::group_accuracies(after);
   for (size_t g = 0; g < groups_before.size(); ++g) {
-    row(eval::group_title(groups_before[g].first), groups_before[g].second,
-        groups_after[g].second);
+    row(eval::group_title(groups_before[g].first), groups_before[g].second, groups_after[g].second);
   }
   os << "per class (training images, head/tail):\n";
   for (int64_t c = 0; c < data.num_classes(); ++c) {

@@ -3,9 +3,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <torch/nn/functional/linear.h>
+#include <yaml-cpp/yaml.h>
 
 #include <filesystem>
-#include <yaml-cpp/yaml.h>
 
 #include "fsa/data/inputs.h"
 #include "fsa/io/files.h"
@@ -90,10 +90,9 @@ class ClassifierRetraining : public TrainingMethod {
   }
 
   eval::Report evaluate(Split split) override {
-    return detail::evaluate_head(model_, eval_maps_.of(split),
-                                 detail::split_images(ws_.data, split).labels, ws_, layer_,
-                                 cfg_.test.batch_size, cfg_.bf16_mixed(),
-                                 cfg_.test.logit_adjust_tau);
+    return detail::evaluate_head(
+        model_, eval_maps_.of(split), detail::split_images(ws_.data, split).labels, ws_, layer_,
+        cfg_.test.batch_size, cfg_.bf16_mixed(), cfg_.test.logit_adjust_tau);
   }
 
  private:
@@ -155,7 +154,8 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
     throw io::ConfigError(fmt::format(
         "config {}: key 'decoupling.tau': 'search' chooses τ on the validation split, and this "
         "dataset has none; set dataset.val_fraction (or dataset.val_list for a list-file "
-        "dataset), or give τ", cfg.source));
+        "dataset), or give τ",
+        cfg.source));
   }
   const auto info = read_checkpoint_info(checkpoint);
   if (info.phase != "phase_i") {
@@ -177,12 +177,13 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
     } catch (const YAML::Exception&) {
     }
     if (fraction != cfg.dataset.val_fraction || seed != ws.seed) {
-      spdlog::warn("decouple: the Phase I network '{}' was trained with dataset.val_fraction {} "
-                   "(random_seed {}), so on the images now held out for validation "
-                   "(val_fraction {}, random_seed {}); its validation figures flatter it: train "
-                   "Phase I with the same val_fraction and seed",
-                   checkpoint, fraction, seed ? std::to_string(*seed) : "unknown",
-                   cfg.dataset.val_fraction, ws.seed);
+      spdlog::warn(
+          "decouple: the Phase I network '{}' was trained with dataset.val_fraction {} "
+          "(random_seed {}), so on the images now held out for validation "
+          "(val_fraction {}, random_seed {}); its validation figures flatter it: train "
+          "Phase I with the same val_fraction and seed",
+          checkpoint, fraction, seed ? std::to_string(*seed) : "unknown", cfg.dataset.val_fraction,
+          ws.seed);
     }
   }
   auto model = detail::build_model(cfg, ws);
@@ -201,10 +202,9 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
     model->eval();
     const auto phase_i_weight = model->classifier()->weight.detach().clone();
     auto report_on = [&](Split split) {
-      return detail::evaluate_head(*model, eval_maps.of(split),
-                                   detail::split_images(ws.data, split).labels, ws, layer,
-                                   cfg.test.batch_size, cfg.bf16_mixed(),
-                                   cfg.test.logit_adjust_tau);
+      return detail::evaluate_head(
+          *model, eval_maps.of(split), detail::split_images(ws.data, split).labels, ws, layer,
+          cfg.test.batch_size, cfg.bf16_mixed(), cfg.test.logit_adjust_tau);
     };
     double tau = cfg.decoupling.tau;
     if (cfg.decoupling.tau_search) {
@@ -219,8 +219,10 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
           tau = t;
         }
       }
-      spdlog::info("decouple (tau_norm): τ = {:g} has the best validation top-1 ({:.2f}%) of "
-                   "τ = 0, 0.1, ..., 2", tau, 100 * best);
+      spdlog::info(
+          "decouple (tau_norm): τ = {:g} has the best validation top-1 ({:.2f}%) of "
+          "τ = 0, 0.1, ..., 2",
+          tau, 100 * best);
       result.metrics["tau_search"] = searched;
       result.metrics["val_top1"] = best;
     }

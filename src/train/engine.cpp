@@ -1,10 +1,9 @@
 #include "fsa/train/engine.h"
 
 #include <fmt/format.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <torch/nn/utils/clip_grad.h>
-
-#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -47,9 +46,7 @@ void throw_if_interrupted(const std::string& where, const std::string& kept) {
                                    s == SIGINT ? "SIGINT (Ctrl-C)" : "SIGTERM", where, kept));
 }
 
-const char* split_name(Split split) {
-  return split == Split::kTest ? "test" : "validation";
-}
+const char* split_name(Split split) { return split == Split::kTest ? "test" : "validation"; }
 
 bool is_evaluated_epoch(int64_t epoch, int64_t num_epochs, int64_t interval) {
   const int64_t done = epoch + 1;
@@ -59,8 +56,8 @@ bool is_evaluated_epoch(int64_t epoch, int64_t num_epochs, int64_t interval) {
 FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
   const auto& cfg = *loop.cfg;
   auto& optimizer = *loop.optimizer;
-  detail::EpochKeeper keeper(loop.phase, cfg, loop.out_dir, *loop.model, optimizer,
-                             loop.validation, loop.data);
+  detail::EpochKeeper keeper(loop.phase, cfg, loop.out_dir, *loop.model, optimizer, loop.validation,
+                             loop.data);
   int64_t start_epoch = 0;
   if (loop.resumed) {
     keeper.restore(*loop.resumed);
@@ -81,8 +78,9 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
     // What a stop leaves on disk: the last finished epoch's checkpoint.
     const auto kept = epoch > 0 ? fmt::format("'{}' holds epoch {}: continue with --resume {}",
                                               keeper.last_path(), epoch, keeper.last_path())
-                                : std::string("no epoch had finished, so there is nothing to "
-                                              "resume");
+                                : std::string(
+                                      "no epoch had finished, so there is nothing to "
+                                      "resume");
     while (auto step = method.next_step()) {
       ++b;
       optimizer.zero_grad();

@@ -13,9 +13,14 @@ namespace fsa::train::detail {
 EpochKeeper::EpochKeeper(std::string phase, const io::Config& cfg, std::string out_dir,
                          models::Backbone& model, torch::optim::Optimizer& optimizer,
                          bool validation, const data::LongTailDataset* data)
-    : phase_(std::move(phase)), cfg_(cfg), out_dir_(std::move(out_dir)), model_(model),
-      optimizer_(optimizer), events_(std::make_unique<io::EventWriter>(out_dir_)),
-      validation_(validation), data_(data) {}
+    : phase_(std::move(phase)),
+      cfg_(cfg),
+      out_dir_(std::move(out_dir)),
+      model_(model),
+      optimizer_(optimizer),
+      events_(std::make_unique<io::EventWriter>(out_dir_)),
+      validation_(validation),
+      data_(data) {}
 
 std::string EpochKeeper::last_path() const {
   return (fs::path(out_dir_) / "checkpoints" / "last.pt").string();
@@ -32,15 +37,15 @@ void EpochKeeper::restore(const CheckpointInfo& info) {
   try {
     history_ = nlohmann::json::parse(info.history);
   } catch (const nlohmann::json::exception& e) {
-    throw CheckpointError(fmt::format("{}: the resumed checkpoint's history (epoch {}) is not "
-                                      "valid JSON ({}); the file was damaged", phase_, info.epoch,
-                                      e.what()));
+    throw CheckpointError(
+        fmt::format("{}: the resumed checkpoint's history (epoch {}) is not "
+                    "valid JSON ({}); the file was damaged",
+                    phase_, info.epoch, e.what()));
   }
 }
 
 void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double train_acc,
-                            const eval::Report* test, const eval::Report* val,
-                            double seconds) {
+                            const eval::Report* test, const eval::Report* val, double seconds) {
   const int64_t done = epoch + 1;
   using Evaluated = std::pair<const eval::Report*, const char*>;
   for (const auto& [report, split] : {Evaluated{test, "test"}, Evaluated{val, "validation"}}) {
@@ -93,15 +98,15 @@ void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double 
   const auto took = format_duration(seconds);
 
   if (test) {
-    spdlog::info("{} epoch {}/{}: lr {:.3g}, train loss {:.4f}, train acc {:.2f}%, test loss "
-                 "{:.4f}, test top-1 {:.2f}% (head {}, tail {}){}, best on {} "
-                 "{:.2f}% @ {}, {}, resident {:.0f} MiB",
-                 phase_, done, cfg_.train.num_epoch, lr, train_loss, 100 * train_acc,
-                 test->loss, 100 * test->top1, eval::format_percent(test->head),
-                 eval::format_percent(test->tail),
-                 val ? fmt::format(", validation top-1 {:.2f}%", 100 * val->top1) : "",
-                 validation_ ? "validation" : "test", 100 * best_acc1_, best_epoch_, took,
-                 rss.value_or(0.0));
+    spdlog::info(
+        "{} epoch {}/{}: lr {:.3g}, train loss {:.4f}, train acc {:.2f}%, test loss "
+        "{:.4f}, test top-1 {:.2f}% (head {}, tail {}){}, best on {} "
+        "{:.2f}% @ {}, {}, resident {:.0f} MiB",
+        phase_, done, cfg_.train.num_epoch, lr, train_loss, 100 * train_acc, test->loss,
+        100 * test->top1, eval::format_percent(test->head), eval::format_percent(test->tail),
+        val ? fmt::format(", validation top-1 {:.2f}%", 100 * val->top1) : "",
+        validation_ ? "validation" : "test", 100 * best_acc1_, best_epoch_, took,
+        rss.value_or(0.0));
   } else {
     spdlog::info("{} epoch {}/{}: lr {:.3g}, train loss {:.4f}, train acc {:.2f}% (not "
                  "evaluated: test.interval {}), {}, resident {:.0f} MiB",

@@ -51,8 +51,8 @@ class WholeNetwork : public TrainingMethod {
   }
 
   eval::Report evaluate(Split split) override {
-    return train::evaluate(model_, detail::split_images(ws_.data, split), ws_.data, ws_.device, cfg_.test.batch_size,
-                           cfg_.bf16_mixed(), cfg_.test.logit_adjust_tau);
+    return train::evaluate(model_, detail::split_images(ws_.data, split), ws_.data, ws_.device,
+                           cfg_.test.batch_size, cfg_.bf16_mixed(), cfg_.test.logit_adjust_tau);
   }
 
   const Criterion& criterion() const { return criterion_; }

@@ -170,16 +170,17 @@ Analysis load_analysis(const std::string& path) {
   try {
     d = torch::pickle_load(io::read_file(path)).toGenericDict();
   } catch (const std::exception& e) {  // unreadable, not a pickle, not a dict
-    throw CheckpointError(fmt::format("Phase II analysis '{}' is not a readable analysis.pt "
-                                      "(written by `fsa extract`): {}", path,
-                                      detail::short_message(e)));
+    throw CheckpointError(
+        fmt::format("Phase II analysis '{}' is not a readable analysis.pt "
+                    "(written by `fsa extract`): {}",
+                    path, detail::short_message(e)));
   }
   detail::check_seal(d, path, "Phase II analysis");
   if (!d.contains("score_matrix") || !d.contains("confusing")) {
     throw CheckpointError(fmt::format(
         "'{}' is not a Phase II analysis (it has no score matrix{}); expected the analysis.pt "
-        "that `fsa extract` writes", path,
-        d.contains("state_dict") ? ": it is a checkpoint" : ""));
+        "that `fsa extract` writes",
+        path, d.contains("state_dict") ? ": it is a checkpoint" : ""));
   }
   try {
     Analysis a;

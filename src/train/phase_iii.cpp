@@ -104,7 +104,11 @@ class FineTuneHead : public TrainingMethod {
   FineTuneHead(const io::Config& cfg, Workspace& ws, models::Backbone& model,
                const GroupSampler& sampler, const FsaBatchBuilder& builder,
                const detail::SplitFeatures& eval_maps)
-      : cfg_(cfg), ws_(ws), model_(model), sampler_(sampler), builder_(builder),
+      : cfg_(cfg),
+        ws_(ws),
+        model_(model),
+        sampler_(sampler),
+        builder_(builder),
         eval_maps_(eval_maps),
         groups_per_batch_(cfg.train.batch_size / (2 * (1 + cfg.finetune.Na))),
         criterion_(cfg.train.loss, ws.data.class_counts, ws.device) {}
@@ -145,8 +149,7 @@ class FineTuneHead : public TrainingMethod {
     model_.eval();
     return detail::evaluate_head(model_, eval_maps_.of(split),
                                  detail::split_images(ws_.data, split).labels, ws_,
-                                 cfg_.feature.cam_layer,
-                                 cfg_.test.batch_size, cfg_.bf16_mixed(),
+                                 cfg_.feature.cam_layer, cfg_.test.batch_size, cfg_.bf16_mixed(),
                                  cfg_.test.logit_adjust_tau);
   }
 
@@ -245,13 +248,15 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
     throw CheckpointError(fmt::format(
         "Phase II analysis '{}' was made from another Phase I network ('{}' when it was "
         "written, checksum {:08x}) than '{}' (checksum {:08x}); its confusing classes belong to "
-        "that network: rerun `fsa extract --checkpoint {}`", analysis_path, analysis.checkpoint,
-        analysis.checkpoint_checksum, checkpoint, start.checksum, checkpoint));
+        "that network: rerun `fsa extract --checkpoint {}`",
+        analysis_path, analysis.checkpoint, analysis.checkpoint_checksum, checkpoint,
+        start.checksum, checkpoint));
   }
   if (analysis.checkpoint_checksum == 0) {
-    spdlog::warn("phase_iii: Phase II analysis '{}' (of an older fsa) does not record which "
-                 "Phase I network it was made from; make sure it was '{}'", analysis_path,
-                 checkpoint);
+    spdlog::warn(
+        "phase_iii: Phase II analysis '{}' (of an older fsa) does not record which "
+        "Phase I network it was made from; make sure it was '{}'",
+        analysis_path, checkpoint);
   }
   auto optimizer = make_optimizer(cfg.train.optimizer, model->head_parameters(layer));
   TrainingLoop loop(cfg, "phase_iii", /*stream=*/3, ws.seed, out_dir, *model, *optimizer,
@@ -280,9 +285,11 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
   const auto eval_maps =
       detail::evaluation_features(*model, ws, layer, cfg.test.batch_size, cfg.bf16_mixed());
   if (eval_maps.test.size(2) * eval_maps.test.size(3) == 1) {
-    spdlog::warn("phase_iii: the feature maps at {} are 1x1, so every class activation map is "
-                 "flat and no fused map has a class-specific region: FSA cannot work there; "
-                 "choose an earlier feature.cam_layers or larger images", layer);
+    spdlog::warn(
+        "phase_iii: the feature maps at {} are 1x1, so every class activation map is "
+        "flat and no fused map has a class-specific region: FSA cannot work there; "
+        "choose an earlier feature.cam_layers or larger images",
+        layer);
   }
   FineTuneHead method(cfg, ws, *model, sampler, builder, eval_maps);
   spdlog::info("phase_iii ({}): {} tail images, {} groups of {} maps per batch, {} batches per "

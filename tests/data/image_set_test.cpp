@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <opencv2/imgcodecs.hpp>
 
@@ -68,11 +69,10 @@ TEST(CifarReader, LabelOutOfRangeNamesRecord) {
   auto bad = cifar_record({12}, 0);
   bytes.insert(bytes.end(), bad.begin(), bad.end());
   write_bytes(dir / "bad.bin", bytes);
-  try {
-    read_cifar_batches({dir / "bad.bin"}, 1, 10);
-    FAIL() << "no error";
-  } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("record 1: label 12"), std::string::npos) << e.what();
+  {
+    const auto message = fsa::testing::error_message<DataError>(
+        [&] { read_cifar_batches({dir / "bad.bin"}, 1, 10); });
+    EXPECT_NE(message.find("record 1: label 12"), std::string::npos) << message;
   }
   EXPECT_THROW(read_cifar_batches({dir / "missing.bin"}, 1, 10), DataError);
 }
@@ -161,11 +161,10 @@ TEST(ImageFolder, CorruptImageIsNamed) {
   write_bytes(dir / "train/class_0/0001.png", {1, 2, 3});
   std::vector<std::string> classes;
   const auto files = list_image_folder(dir / "train", &classes);
-  try {
-    decode_images(files, classes, 1);
-    FAIL() << "no error";
-  } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("0001.png"), std::string::npos) << e.what();
+  {
+    const auto message =
+        fsa::testing::error_message<DataError>([&] { decode_images(files, classes, 1); });
+    EXPECT_NE(message.find("0001.png"), std::string::npos) << message;
   }
   EXPECT_THROW(list_image_folder(dir / "nope", &classes), DataError);
 }
@@ -180,12 +179,10 @@ TEST(IdxReader, ImpossibleSidesAreNamedBeforeAnyProduct) {
     for (int s = 24, k = 12; s >= 0; s -= 8, ++k) header[k] = uint8_t(w >> s);
     header[7] = 1;  // one image
     write_bytes(dir / "img", header);
-    try {
-      read_idx(dir / "img", dir / "lab", 10);
-      FAIL() << "no error for " << h << "x" << w;
-    } catch (const DataError& e) {
-      EXPECT_NE(std::string(e.what()).find("expected sides of 1 to 65535"), std::string::npos)
-          << e.what();
+    {
+      const auto message =
+          fsa::testing::error_message<DataError>([&] { read_idx(dir / "img", dir / "lab", 10); });
+      EXPECT_NE(message.find("expected sides of 1 to 65535"), std::string::npos) << message;
     }
   }
 }
@@ -201,16 +198,12 @@ TEST(DataFiles, PipesFoldersAndDevicesAreRefusedByName) {
       {"/dev/zero", "is a device, not a file"},
       {dir / "missing", "does not exist"}};
   for (const auto& [path, expected] : cases) {
-    for (int reader = 0; reader < 3; ++reader) {
-      try {
-        if (reader == 0) read_cifar_batches({path}, 1, 10);
-        if (reader == 1) read_idx(path, path, 10);
-        if (reader == 2) decode_image(path);
-        FAIL() << "no error for " << path;
-      } catch (const DataError& e) {
-        EXPECT_NE(std::string(e.what()).find("'" + path + "' " + expected), std::string::npos)
-            << e.what();
-      }
+    const std::vector<std::string> messages{
+        fsa::testing::error_message<DataError>([&] { read_cifar_batches({path}, 1, 10); }),
+        fsa::testing::error_message<DataError>([&] { read_idx(path, path, 10); }),
+        fsa::testing::error_message<DataError>([&] { decode_image(path); })};
+    for (const auto& message : messages) {
+      EXPECT_NE(message.find("'" + path + "' " + expected), std::string::npos) << message;
     }
   }
 }
@@ -220,7 +213,8 @@ TEST(ImageFolder, HiddenEntriesAreSkipped) {
   fsa::testing::make_image_folder(dir.path(), {2, 3}, 1);
   // Jupyter's checkpoint folder would sort first and become class 0.
   std::filesystem::create_directories(dir / "train/.ipynb_checkpoints");
-  std::filesystem::copy_file(dir / "train/class_0/0000.png", dir / "train/.ipynb_checkpoints/x.png");
+  std::filesystem::copy_file(dir / "train/class_0/0000.png",
+                             dir / "train/.ipynb_checkpoints/x.png");
   std::filesystem::copy_file(dir / "train/class_1/0000.png", dir / "train/class_1/.0000.png");
   std::vector<std::string> classes;
   const auto files = list_image_folder(dir / "train", &classes);
@@ -241,13 +235,11 @@ TEST(ImageFolder, EveryImageIsRgbOfOneSize) {
   EXPECT_TRUE(torch::all(set.images[0] == 77).item<bool>());  // R = G = B = the gray value
   // Another size is named, with the image that set the size.
   ASSERT_TRUE(cv::imwrite(dir / "train/class_0/0002.png", cv::Mat(16, 16, CV_8UC3)));
-  try {
-    decode_images(files, classes, 2);
-    FAIL() << "no error for a 16x16 image";
-  } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("0002.png' is 16x16, expected 32x32 like"),
-              std::string::npos)
-        << e.what();
+  {
+    const auto message =
+        fsa::testing::error_message<DataError>([&] { decode_images(files, classes, 2); });
+    EXPECT_NE(message.find("0002.png' is 16x16, expected 32x32 like"), std::string::npos)
+        << message;
   }
 }
 
@@ -261,12 +253,10 @@ TEST(ImageFolder, TruncatedJpegsAreRefusedOrSkippedAsInListFiles) {
   std::vector<std::string> classes;
   const auto files = list_image_folder(dir / "train", &classes);
   ASSERT_EQ(files.size(), 4u);
-  try {
-    decode_images(files, classes, 2);
-    FAIL() << "a truncated JPEG was accepted";
-  } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("0001.jpg' is a truncated JPEG"), std::string::npos)
-        << e.what();
+  {
+    const auto message =
+        fsa::testing::error_message<DataError>([&] { decode_images(files, classes, 2); });
+    EXPECT_NE(message.find("0001.jpg' is a truncated JPEG"), std::string::npos) << message;
   }
   std::vector<int64_t> decoded;
   const auto set = decode_images(files, classes, 2, /*skip_corrupt=*/true, &decoded);
@@ -298,11 +288,10 @@ TEST(ImageFolder, AHugeHeaderIsANamedErrorNotAnAbort) {
     write_bytes(path, png_header_only(60000, 60000));
     std::vector<std::string> classes;
     const auto files = list_image_folder(dir / "train", &classes);
-    try {
-      decode_images(files, classes, 2);
-      FAIL() << "no error for " << name;
-    } catch (const DataError& e) {
-      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    {
+      const auto message =
+          fsa::testing::error_message<DataError>([&] { decode_images(files, classes, 2); });
+      EXPECT_NE(message.find(name), std::string::npos) << message;
     }
     write_bytes(path, std::vector<uint8_t>(saved.begin(), saved.end()));
   }
@@ -318,23 +307,21 @@ TEST(LongTailDataset, TestImagesOfAnotherSizeOrNoneAreRefused) {
   io::FinetuneConfig split;
   EXPECT_EQ(load_long_tail_dataset(d, split, 0, 1).test.size(), 2);
   for (const auto* c : {"class_0", "class_1"}) {
-    ASSERT_TRUE(cv::imwrite(dir / (std::string("d/test/") + c + "/0000.png"), cv::Mat(16, 16, CV_8UC3)));
+    ASSERT_TRUE(
+        cv::imwrite(dir / (std::string("d/test/") + c + "/0000.png"), cv::Mat(16, 16, CV_8UC3)));
   }
-  try {
-    load_long_tail_dataset(d, split, 0, 1);
-    FAIL() << "16x16 test images beside 32x32 training images were accepted";
-  } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("test images are [3, 16, 16]"), std::string::npos)
-        << e.what();
+  {
+    const auto message =
+        fsa::testing::error_message<DataError>([&] { load_long_tail_dataset(d, split, 0, 1); });
+    EXPECT_NE(message.find("test images are [3, 16, 16]"), std::string::npos) << message;
   }
   for (const auto* c : {"class_0", "class_1"}) {
     std::filesystem::remove(dir / (std::string("d/test/") + c + "/0000.png"));
   }
-  try {
-    load_long_tail_dataset(d, split, 0, 1);
-    FAIL() << "an empty test split was accepted";
-  } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("test' holds no images"), std::string::npos) << e.what();
+  {
+    const auto message =
+        fsa::testing::error_message<DataError>([&] { load_long_tail_dataset(d, split, 0, 1); });
+    EXPECT_NE(message.find("test' holds no images"), std::string::npos) << message;
   }
 }
 
@@ -357,20 +344,49 @@ TEST(LongTailDataset, MnistFamilyImagesAre28By28AndTheTestSplitNotEmpty) {
   write(28, 28, 10);
   EXPECT_EQ(load_long_tail_dataset(d, split, 0, 1).train.images.size(2), 32);  // padded
   write(14, 56, 10);  // the same bytes per image, other sides
-  try {
-    load_long_tail_dataset(d, split, 0, 1);
-    FAIL() << "56x14 Fashion-MNIST images were accepted";
-  } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("training IDX images are 56x14"), std::string::npos)
-        << e.what();
+  {
+    const auto message =
+        fsa::testing::error_message<DataError>([&] { load_long_tail_dataset(d, split, 0, 1); });
+    EXPECT_NE(message.find("training IDX images are 56x14"), std::string::npos) << message;
   }
   write(28, 28, 0);
-  try {
-    load_long_tail_dataset(d, split, 0, 1);
-    FAIL() << "an empty test split was accepted";
-  } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("the test split has no images"), std::string::npos)
-        << e.what();
+  {
+    const auto message =
+        fsa::testing::error_message<DataError>([&] { load_long_tail_dataset(d, split, 0, 1); });
+    EXPECT_NE(message.find("the test split has no images"), std::string::npos) << message;
+  }
+}
+
+TEST(LongTailDataset, EmptyClassFoldersAndTinyImagesAreNamedDataErrors) {
+  TempDir dir;
+  fsa::testing::make_image_folder(dir / "d", {4, 4}, 1);
+  io::DatasetConfig d;
+  d.name = "ImageFolder-LT";
+  d.root = dir / "d";
+  d.imbalance_factor = 1;
+  io::FinetuneConfig split;
+  // A class folder holding only a text file: named, not blamed on subsampling.
+  std::filesystem::create_directories(dir / "d/train/class_2");
+  std::filesystem::create_directories(dir / "d/test/class_2");
+  std::ofstream(dir / "d/train/class_2/notes.txt") << "x";
+  {
+    const auto message =
+        fsa::testing::error_message<DataError>([&] { load_long_tail_dataset(d, split, 0, 1); });
+    EXPECT_NE(message.find("train/class_2' holds no images"), std::string::npos) << message;
+  }
+  std::filesystem::remove_all(dir / "d/train/class_2");
+  std::filesystem::remove_all(dir / "d/test/class_2");
+  // 4x4 images: refused as data, not left to diverge.
+  for (const auto* split_name : {"train", "test"}) {
+    for (const auto& e :
+         std::filesystem::recursive_directory_iterator(dir / (std::string("d/") + split_name))) {
+      if (e.is_regular_file()) cv::imwrite(e.path().string(), cv::Mat(4, 4, CV_8UC3));
+    }
+  }
+  {
+    const auto message =
+        fsa::testing::error_message<DataError>([&] { load_long_tail_dataset(d, split, 0, 1); });
+    EXPECT_NE(message.find("the images are 4x4 pixels"), std::string::npos) << message;
   }
 }
 

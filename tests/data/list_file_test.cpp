@@ -86,7 +86,9 @@ TEST(ListFile, BadLinesNameFileAndLine) {
 TEST(ListFile, ByteOrderMarkNulBytesHugeLabelsAndLongPaths) {
   TempDir dir;
   // A UTF-8 byte-order mark is not part of the first path.
-  write_text(dir / "bom.txt", "\xEF\xBB\xBF" "a.jpg 0\nb.jpg 1\n");
+  write_text(dir / "bom.txt",
+             "\xEF\xBB\xBF"
+             "a.jpg 0\nb.jpg 1\n");
   EXPECT_EQ(read_list_file(dir / "bom.txt").samples[0].path, "a.jpg");
   // A NUL byte would cut the path silently.
   write_text(dir / "nul.txt", std::string("a.jpg 0\nb.jpg\0.png 1\n", 21));
@@ -95,8 +97,7 @@ TEST(ListFile, ByteOrderMarkNulBytesHugeLabelsAndLongPaths) {
   // A huge label with the class count taken from the labels.
   write_text(dir / "huge.txt", "a.jpg 0\nb.jpg 9223372036854775807\n");
   msg = data_error([&] { read_list_file(dir / "huge.txt"); });
-  EXPECT_NE(msg.find("huge.txt:2: label 9223372036854775807 would make"), std::string::npos)
-      << msg;
+  EXPECT_NE(msg.find("huge.txt:2: label 9223372036854775807 would make"), std::string::npos) << msg;
   EXPECT_NE(msg.find("set dataset.num_classes"), std::string::npos) << msg;
   // A path longer than the OS allows: named with the line, not a bare OS error.
   write_text(dir / "long.txt", std::string(5000, 'x') + ".jpg 0\n");

@@ -284,13 +284,12 @@ TEST_F(Methods, TauNormWeightNorms) {
 
 TEST_F(Methods, AValidationSplitChoosesTheBestEpochAndTau) {
   std::string out;
-  ASSERT_EQ(fsa("train --config " + path("recipe.yaml") +
-                    " --set dataset.val_fraction=0.2 --out " + path("val"),
+  ASSERT_EQ(fsa("train --config " + path("recipe.yaml") + " --set dataset.val_fraction=0.2 --out " +
+                    path("val"),
                 &out),
             0)
       << out;
-  EXPECT_NE(out.find("12 validation images (0.2 of each class held out"), std::string::npos)
-      << out;
+  EXPECT_NE(out.find("12 validation images (0.2 of each class held out"), std::string::npos) << out;
   const auto m = nlohmann::json::parse(read_text(path("val/metrics.json")))["phase_i"];
   EXPECT_EQ(m["best_selected_on"], "validation");
   // The imbalance factor 5 keeps 30, 17, 10, 6 images (floor(30·5^(−i/3)));
@@ -316,7 +315,8 @@ TEST_F(Methods, AValidationSplitChoosesTheBestEpochAndTau) {
   ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " +
                     path("val/checkpoints/last.pt") +
                     " --method tau_norm --set decoupling.tau=search --set dataset.val_fraction=0.2"
-                    " --out " + path("tau_search"),
+                    " --out " +
+                    path("tau_search"),
                 &out),
             0)
       << out;
@@ -332,9 +332,9 @@ TEST_F(Methods, AValidationSplitChoosesTheBestEpochAndTau) {
   EXPECT_DOUBLE_EQ(d["tau"].get<double>(), chosen);
   EXPECT_EQ(d["tau_selected_on"], "validation");
   ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " +
-                    path("val/checkpoints/last.pt") + " --method tau_norm --set decoupling.tau=" +
-                    std::to_string(chosen) + " --set dataset.val_fraction=0.2 --out " +
-                    path("tau_fixed"),
+                    path("val/checkpoints/last.pt") +
+                    " --method tau_norm --set decoupling.tau=" + std::to_string(chosen) +
+                    " --set dataset.val_fraction=0.2 --out " + path("tau_fixed"),
                 &out),
             0)
       << out;
@@ -348,7 +348,8 @@ TEST_F(Methods, AValidationSplitChoosesTheBestEpochAndTau) {
   // A network trained on the images now held out: warned, as its figures flatter.
   ASSERT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
                     " --method tau_norm --set decoupling.tau=search --set dataset.val_fraction=0.2"
-                    " --out " + path("tau_leak"),
+                    " --out " +
+                    path("tau_leak"),
                 &out),
             0)
       << out;
@@ -409,7 +410,8 @@ TEST_F(Methods, FinetuneRefusesAnAnalysisOfAnotherNetwork) {
   // Another Phase I network on the same training set (another initialisation).
   ASSERT_EQ(fsa("train --config " + path("recipe.yaml") +
                     " --set phase_i.train.num_epoch=1 --set phase_i.train.optimizer.kwargs.lr=0.01"
-                    " --out " + path("other"),
+                    " --out " +
+                    path("other"),
                 &out),
             0)
       << out;
@@ -445,9 +447,9 @@ TEST_F(Methods, SigintStopsAfterTheBatchAndKeepsTheLastFinishedEpoch) {
   EXPECT_LT(kept.epoch, 500);
   // The run goes on from there.
   std::string out;
-  ASSERT_EQ(fsa("train --config " + path("recipe.yaml") + " --set phase_i.train.num_epoch=" +
-                    std::to_string(kept.epoch + 1) + " --resume " + last + " --out " +
-                    path("sigint"),
+  ASSERT_EQ(fsa("train --config " + path("recipe.yaml") +
+                    " --set phase_i.train.num_epoch=" + std::to_string(kept.epoch + 1) +
+                    " --resume " + last + " --out " + path("sigint"),
                 &out),
             0)
       << out;
@@ -458,8 +460,7 @@ TEST_F(Methods, ExportWritesTheWeightsWithoutTheOptimiser) {
   std::string out;
   const auto exported = path("exported/checkpoints/last.pt");
   ASSERT_EQ(fsa("export --checkpoint " + phase_i() + " --out " + exported, &out), 0) << out;
-  EXPECT_LT(std::filesystem::file_size(exported),
-            std::filesystem::file_size(phase_i()));
+  EXPECT_LT(std::filesystem::file_size(exported), std::filesystem::file_size(phase_i()));
   const auto info = fsa::train::read_checkpoint_info(exported);
   EXPECT_EQ(info.epoch, 2);
   EXPECT_EQ(info.phase, "phase_i");

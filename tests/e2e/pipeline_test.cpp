@@ -223,8 +223,9 @@ phase_iii:
 )";
   std::string out;
   // Phase I's milestones: the config is accepted (the missing data stops it: exit 3).
-  EXPECT_EQ(fsa::testing::run_fsa(dir, "train --config " + (dir / "p.yaml") +
-                                           " --set 'train.lr_scheduler.kwargs.milestones=[10, 20]'",
+  EXPECT_EQ(fsa::testing::run_fsa(dir,
+                                  "train --config " + (dir / "p.yaml") +
+                                      " --set 'train.lr_scheduler.kwargs.milestones=[10, 20]'",
                                   &out),
             3)
       << out;

@@ -2,10 +2,10 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include <fstream>
 #include <set>
-#include <yaml-cpp/yaml.h>
 
 #include "test_util.h"
 
@@ -335,7 +335,8 @@ TEST(Config, ValidationSplitAndTauSearch) {
   const auto c = parse_config(YAML::Load(R"(
 dataset: {name: CIFAR-10-LT, val_fraction: 0.1}
 decoupling: {method: tau_norm, tau: search}
-)"), "val.yaml");
+)"),
+                              "val.yaml");
   EXPECT_EQ(c.dataset.val_fraction, 0.1);
   EXPECT_TRUE(c.decoupling.tau_search);
   const auto again = parse_config(YAML::Load(to_yaml(c)), "resolved.yaml");
@@ -344,8 +345,9 @@ decoupling: {method: tau_norm, tau: search}
   EXPECT_FALSE(parse_config(YAML::Load("decoupling: {method: tau_norm, tau: 0.5}"), "a.yaml")
                    .decoupling.tau_search);
 
-  EXPECT_NE(error_of("dataset: {val_fraction: 0.7}").find("'dataset.val_fraction': expected a "
-                                                          "fraction in [0, 0.5]"),
+  EXPECT_NE(error_of("dataset: {val_fraction: 0.7}")
+                .find("'dataset.val_fraction': expected a "
+                      "fraction in [0, 0.5]"),
             std::string::npos);
   EXPECT_NE(error_of("dataset: {val_fraction: -0.1}").find("'dataset.val_fraction'"),
             std::string::npos);

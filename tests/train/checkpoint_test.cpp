@@ -1,11 +1,11 @@
 #include "fsa/train/checkpoint.h"
 
 #include <gtest/gtest.h>
-
-#include <fstream>
 #include <torch/torch.h>
 #include <yaml-cpp/yaml.h>
 #include <zlib.h>
+
+#include <fstream>
 
 #include "fsa/train/phases.h"
 #include "fsa/train/schedule.h"
@@ -159,9 +159,12 @@ TEST(Checkpoint, EveryEntryIsSealed) {
   EXPECT_NE(read.checksum, 0);
 
   const std::vector<std::pair<std::string, c10::IValue>> edits{
-      {"epoch", int64_t(6)},           {"best_acc1", 0.9},
-      {"best_epoch", int64_t(7)},      {"history", std::string("[{}]")},
-      {"config", std::string("random_seed: 2\n")}, {"phase", std::string("phase_iii")}};
+      {"epoch", int64_t(6)},
+      {"best_acc1", 0.9},
+      {"best_epoch", int64_t(7)},
+      {"history", std::string("[{}]")},
+      {"config", std::string("random_seed: 2\n")},
+      {"phase", std::string("phase_iii")}};
   for (const auto& [key, value] : edits) {
     auto d = read_pickle(dir / "c.pt");
     d.insert_or_assign(key, value);
@@ -170,8 +173,7 @@ TEST(Checkpoint, EveryEntryIsSealed) {
       read_checkpoint_info(dir / "edited.pt");
       FAIL() << "an edited '" << key << "' was accepted";
     } catch (const CheckpointError& e) {
-      EXPECT_NE(std::string(e.what()).find("corrupt or was edited"), std::string::npos)
-          << e.what();
+      EXPECT_NE(std::string(e.what()).find("corrupt or was edited"), std::string::npos) << e.what();
     }
   }
   // Renaming or dropping the checksum does not turn the check off.
@@ -377,8 +379,7 @@ TEST(Checkpoint, CorruptAnalysisIsRefusedBeforePhaseIii) {
     load_matching_analysis(with_entry(99, "sealed.pt"), ws);
     FAIL() << "an edited analysis was accepted";
   } catch (const CheckpointError& e) {
-    EXPECT_NE(std::string(e.what()).find("sealed.pt' is corrupt or was edited"),
-              std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("sealed.pt' is corrupt or was edited"), std::string::npos)
         << e.what();
   }
   // Without a seal, the structure is checked.

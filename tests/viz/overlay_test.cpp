@@ -127,7 +127,7 @@ TEST(Overlay, ImagesAndNames) {
   EXPECT_EQ(sanitize_name("猫/犬"), "猫_犬");
   EXPECT_EQ(sanitize_name(std::string(250, 'a')), std::string(100, 'a'));
   const auto cats = sanitize_name(std::string(99, 'a') + "猫猫");  // 99 + 3 + 3 bytes
-  EXPECT_EQ(cats, std::string(99, 'a'));  // not a broken half of 猫
+  EXPECT_EQ(cats, std::string(99, 'a'));                           // not a broken half of 猫
   EXPECT_EQ(sanitize_name(""), "_");
 
   EXPECT_THROW(overlay_cam(torch::zeros({2, 2}, torch::kUInt8), torch::zeros({2, 2})),
