@@ -21,12 +21,7 @@ void write_text(const std::string& path, const std::string& text) {
 /// The DataError message of `f()`, or "" if it does not throw one.
 template <typename F>
 std::string data_error(F f) {
-  try {
-    f();
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  return "";
+  return fsa::testing::error_message<DataError>(f);
 }
 
 std::string shared_dir() { return FSA_SHARED_DIR; }
