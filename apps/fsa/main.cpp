@@ -9,6 +9,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -37,6 +38,7 @@ struct CommonOptions {
   std::string device;
   std::vector<std::string> overrides;
   bool quiet = false;
+  bool overwrite = false;  ///< --overwrite: replace an earlier run's outputs in --out
 };
 
 /// `fsa bench`: no config file; the measurement's own options.
@@ -85,6 +87,14 @@ void add_common(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--set", o.overrides, "override a config key: --set train.num_epoch=2")
       ->type_name("KEY=VALUE");
   cmd->add_flag("--quiet", o.quiet, "no progress bar or progress lines");
+}
+
+/// The commands that write a run folder (all but visualize, which adds figures).
+void add_run_folder(CLI::App* cmd, CommonOptions& o) {
+  add_common(cmd, o);
+  cmd->add_flag("--overwrite", o.overwrite,
+                "remove an earlier run's outputs from --out first (without it, such a folder "
+                "is refused unless the command resumes the run in it)");
 }
 
 /// The document the options describe: the file (or the embedded quickstart),
@@ -147,13 +157,37 @@ std::string out_dir(const CommonOptions& o, const std::string& fallback) {
 }
 
 /// Logs to the console and, once the run folder is known, to its log.txt.
-void log_to_folder(const std::string& dir) {
+/// The rule for a reused folder (docs/RELIABILITY.md): one that holds an
+/// earlier run's outputs (io::run_outputs) is refused, so that two runs
+/// never mix in it, unless the command resumes (it continues the run kept
+/// there) or --overwrite removes those outputs first. A folder holding only
+/// log.txt (a command that stopped on an error) is taken as it is.
+void open_run_folder(const std::string& dir, const CommonOptions& o, bool resuming) {
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
     throw fsa::io::ConfigError(
         fmt::format("--out '{}' is a file; expected a folder for the "
                     "run's outputs",
                     dir));
+  }
+  std::vector<std::string> removed;
+  // A log alone is left by a command that stopped on an error before it
+  // wrote anything: the next try goes on in the folder, the log continued.
+  auto earlier = fsa::io::run_outputs(dir);
+  earlier.erase(std::remove(earlier.begin(), earlier.end(), "log.txt"), earlier.end());
+  if (!earlier.empty() && !resuming) {
+    if (!o.overwrite) {
+      throw fsa::io::ConfigError(fmt::format(
+          "--out '{}' holds an earlier run's outputs ({}{}); choose another folder, give "
+          "--overwrite to replace them, or --resume to continue that run",
+          dir, fmt::join(earlier.begin(), earlier.begin() + std::min<size_t>(earlier.size(), 4), ", "),
+          earlier.size() > 4 ? fmt::format(" and {} more", earlier.size() - 4) : ""));
+    }
+    try {
+      removed = fsa::io::remove_run_outputs(dir);
+    } catch (const std::runtime_error& e) {
+      throw fsa::io::ConfigError(fmt::format("--overwrite: {}", e.what()));
+    }
   }
   fs::create_directories(dir, ec);
   if (ec) {
@@ -164,6 +198,10 @@ void log_to_folder(const std::string& dir) {
       (fs::path(dir) / "log.txt").string(), /*truncate=*/false);
   file->set_level(spdlog::level::debug);  // running-loss lines go to the file only
   spdlog::default_logger()->sinks().push_back(file);
+  if (!removed.empty()) {
+    spdlog::info("--overwrite: removed the earlier run's outputs from '{}': {}", dir,
+                 fmt::join(removed, ", "));
+  }
 }
 
 void require_file(const std::string& path, const std::string& what) {
@@ -221,18 +259,18 @@ int main(int argc, char** argv) {
   bool store = false, offline = false;
 
   auto* train = app.add_subcommand("train", "Phase I: train a ResNet on the long-tailed set");
-  add_common(train, train_o);
+  add_run_folder(train, train_o);
   train->add_option("--resume", resume, "resume from this checkpoint (weights, optimiser, epoch)");
 
   auto* extract = app.add_subcommand(
       "extract", "Phase II: score matrix, confusing classes, class activation maps");
-  add_common(extract, extract_o);
+  add_run_folder(extract, extract_o);
   extract->add_option("--checkpoint", extract_ckpt, "Phase I checkpoint");
   extract->add_flag("--store", store, "also write the offline feature store (features.pt)");
 
   auto* finetune = app.add_subcommand(
       "finetune", "Phase III: fine-tune the classifier with feature-space augmentation");
-  add_common(finetune, finetune_o);
+  add_run_folder(finetune, finetune_o);
   finetune->add_option("--checkpoint", finetune_ckpt, "Phase I checkpoint");
   finetune->add_option("--analysis", analysis, "Phase II analysis.pt");
   finetune->add_flag("--offline", offline, "use Phase II's stored features (offline variant)");
@@ -241,17 +279,17 @@ int main(int argc, char** argv) {
 
   auto* decouple = app.add_subcommand(
       "decouple", "decoupled classifier learning on a frozen Phase I network: cRT, LWS, tau-norm");
-  add_common(decouple, decouple_o);
+  add_run_folder(decouple, decouple_o);
   decouple->add_option("--checkpoint", decouple_ckpt, "Phase I checkpoint")->required();
   decouple->add_option("--method", decouple_method, "crt, lws or tau_norm (decoupling.method)");
 
   auto* test = app.add_subcommand("test", "evaluate a checkpoint on the test set");
-  add_common(test, test_o);
+  add_run_folder(test, test_o);
   test->add_option("--checkpoint", test_ckpt, "checkpoint to evaluate")->required();
 
   auto* run = app.add_subcommand(
       "run", "all three phases in order (no arguments: the embedded quickstart)");
-  add_common(run, run_o);
+  add_run_folder(run, run_o);
 
   auto* bench = app.add_subcommand(
       "bench", "time every phase against the bare LibTorch work it needs (synthetic data)");
@@ -264,7 +302,14 @@ int main(int argc, char** argv) {
   add_common(visualize, viz_o);
   visualize->add_option("--checkpoint", viz.checkpoint, "checkpoint to look through")->required();
   visualize->add_option("--classes", viz.classes, "classes to draw, e.g. 7,8,9 (default: tail)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->check(CLI::Validator(
+          [](std::string& value) {  // CLI11 would read "" as class 0
+            return value.empty() ? std::string("an empty class index; expected class indices "
+                                               "such as --classes 7,8,9")
+                                 : std::string();
+          },
+          "CLASS"));
   visualize->add_option("--per-class", viz.per_class, "overlays: images per class (default 8)");
   visualize->add_option("--split", viz.split, "overlays: train or test (default test)");
   visualize->add_flag("--fusion", viz.fusion,
@@ -322,7 +367,7 @@ int main(int argc, char** argv) {
       if (!cfg.checkpoint.resume.empty()) require_file(cfg.checkpoint.resume, "checkpoint.resume");
       auto ws = fsa::train::make_workspace(cfg);
       const auto dir = out_dir(train_o, "phase_i");
-      log_to_folder(dir);
+      open_run_folder(dir, train_o, !cfg.checkpoint.resume.empty());
       auto r = fsa::train::run_phase_i(cfg, ws, dir);
       spdlog::info("Phase I done: top-1 {:.2f}%, checkpoint {}", 100 * r.report.top1,
                    r.checkpoint);
@@ -333,7 +378,7 @@ int main(int argc, char** argv) {
       require_file(cfg.checkpoint.load_checkpoint, "the Phase I checkpoint (--checkpoint)");
       auto ws = fsa::train::make_workspace(cfg);
       const auto dir = out_dir(extract_o, "phase_ii");
-      log_to_folder(dir);
+      open_run_folder(dir, extract_o, false);
       fsa::train::run_phase_ii(cfg, ws, cfg.checkpoint.load_checkpoint, dir);
     } else if (finetune->parsed()) {
       auto cfg = phase_config(finetune_o, "phase_iii");
@@ -348,7 +393,7 @@ int main(int argc, char** argv) {
       auto ws = fsa::train::make_workspace(cfg);
       fsa::train::load_matching_analysis(cfg.finetune.analysis, ws);
       const auto dir = out_dir(finetune_o, "phase_iii");
-      log_to_folder(dir);
+      open_run_folder(dir, finetune_o, !cfg.checkpoint.resume.empty());
       auto r = fsa::train::run_phase_iii(cfg, ws, cfg.checkpoint.load_checkpoint,
                                          cfg.finetune.analysis, dir);
       spdlog::info("Phase III done: top-1 {:.2f}%, tail {:.2f}%", 100 * r.report.top1,
@@ -370,14 +415,14 @@ int main(int argc, char** argv) {
       require_file(decouple_ckpt, "the Phase I checkpoint (--checkpoint)");
       auto ws = fsa::train::make_workspace(cfg);
       const auto dir = out_dir(decouple_o, "decouple_" + cfg.decoupling.method);
-      log_to_folder(dir);
+      open_run_folder(dir, decouple_o, false);
       fsa::train::run_decouple(cfg, ws, decouple_ckpt, dir);
     } else if (test->parsed()) {
       auto cfg = phase_config(test_o, "phase_iii");
       require_file(test_ckpt, "--checkpoint");
       auto ws = fsa::train::make_workspace(cfg);
       const auto dir = out_dir(test_o, "test");
-      log_to_folder(dir);
+      open_run_folder(dir, test_o, false);
       fsa::train::run_test(cfg, ws, test_ckpt, dir);
     } else if (export_cmd->parsed()) {
       require_file(export_ckpt, "--checkpoint");
@@ -425,7 +470,9 @@ int main(int argc, char** argv) {
       const auto dir = run_o.out.empty() && run_o.config.empty()
                            ? std::string("runs/quickstart")
                            : (run_o.out.empty() ? out_dir(run_o, "") : run_o.out);
-      log_to_folder(dir);
+      open_run_folder(dir, run_o,
+                      !cfg.phase_i.checkpoint.resume.empty() ||
+                          !cfg.phase_iii.checkpoint.resume.empty());
       fsa::train::run_pipeline(cfg, ws, dir);  // logs the Phase I / Phase III table at the end
     } else if (bench->parsed()) {
       auto options = bench_o.bench;

@@ -120,6 +120,63 @@ std::string file_problem(const std::string& path) {
   }
 }
 
+namespace {
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+/// Whether `name` in a folder is something an fsa command writes there.
+bool is_run_output(const std::string& name, bool is_folder) {
+  if (is_folder) {
+    for (const char* f : {"checkpoints", "plot_data", "overlays", "phase_i", "phase_ii",
+                          "phase_iii"}) {
+      if (name == f) return true;
+    }
+    return starts_with(name, "decouple_");
+  }
+  for (const char* f : {"config.yaml", "phase_i_config.yaml", "metrics.json", "log.txt",
+                        "report.html", "confusing_classes.txt", "analysis.pt", "features.pt",
+                        "per_class_accuracy.png"}) {
+    if (name == f) return true;
+  }
+  if (starts_with(name, "events.out.tfevents.")) return true;
+  if (!ends_with(name, ".png")) return false;
+  for (const char* prefix : {"confusion_", "curves_", "contact_", "fusion_"}) {
+    if (starts_with(name, prefix)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<std::string> run_outputs(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return names;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const auto name = entry.path().filename().string();
+    if (is_run_output(name, entry.is_directory(ec))) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<std::string> remove_run_outputs(const std::string& dir) {
+  auto names = run_outputs(dir);
+  for (const auto& name : names) {
+    std::error_code ec;
+    fs::remove_all(fs::path(dir) / name, ec);
+    if (ec) {
+      throw std::runtime_error(fmt::format("cannot remove '{}': {}",
+                                           (fs::path(dir) / name).string(), ec.message()));
+    }
+  }
+  return names;
+}
+
 std::vector<char> read_file(const std::string& path) {
   if (const auto problem = file_problem(path); !problem.empty()) {
     throw std::runtime_error(fmt::format("'{}' {}", path, problem));

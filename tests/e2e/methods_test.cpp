@@ -400,6 +400,48 @@ TEST_F(Methods, ResumeRefusesAnotherRunAndCompletesAFinishedOne) {
   EXPECT_EQ(fsa::train::read_checkpoint_info(last).epoch, 3);
 }
 
+TEST_F(Methods, AReusedOutFolderIsRefusedUnlessResumedOrOverwritten) {
+  std::string out;
+  // `fsa test` into a training run's folder would replace its metrics.json.
+  const auto metrics = read_text(path("ce/metrics.json"));
+  EXPECT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --out " + path("ce"),
+                &out),
+            2);
+  EXPECT_NE(out.find("--out '" + path("ce") + "' holds an earlier run's outputs (checkpoints, "
+                     "config.yaml, "),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("--overwrite to replace them, or --resume to continue that run"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(read_text(path("ce/metrics.json")), metrics);
+  // --overwrite: the earlier run's files go (a stale epoch checkpoint, its
+  // event file, its log), the user's stay, and the new run is alone.
+  std::filesystem::copy(path("ce"), path("reused"), std::filesystem::copy_options::recursive);
+  std::filesystem::copy_file(phase_i(), path("reused/checkpoints/epoch_0002.pt"));
+  std::ofstream(path("reused/notes.txt")) << "mine";
+  ASSERT_EQ(fsa("train --config " + path("recipe.yaml") +
+                    " --set phase_i.train.num_epoch=1 --overwrite --out " + path("reused"),
+                &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("--overwrite: removed the earlier run's outputs from"), std::string::npos)
+      << out;
+  EXPECT_FALSE(std::filesystem::exists(path("reused/checkpoints/epoch_0002.pt")));
+  EXPECT_EQ(read_text(path("reused/notes.txt")), "mine");
+  int event_files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(path("reused"))) {
+    event_files += e.path().filename().string().rfind("events.out.tfevents.", 0) == 0;
+  }
+  EXPECT_EQ(event_files, 1);
+  const auto log = read_text(path("reused/log.txt"));
+  EXPECT_EQ(log.find("epoch 2/2"), std::string::npos) << log;  // the earlier run's lines
+  EXPECT_NE(log.find("epoch 1/1"), std::string::npos) << log;
+  const auto m = nlohmann::json::parse(read_text(path("reused/metrics.json")))["phase_i"];
+  EXPECT_EQ(m["history"].size(), 1u);
+}
+
 TEST_F(Methods, FinetuneRefusesAnAnalysisOfAnotherNetwork) {
   std::string out;
   ASSERT_EQ(fsa("extract --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +

@@ -126,6 +126,7 @@ TEST_F(Visualize, BadInputStopsWithAMessageAndNoFolder) {
       {ckpt + " --classes 2,7", 2, "class 7 is out of range"},
       {ckpt + " --classes -1", 2, "class -1"},
       {ckpt + " --classes 2,3,2", 2, "class 2 is listed twice"},
+      {ckpt + " --classes ''", 105, "an empty class index"},
       {ckpt + " --per-class 0", 2, "--per-class"},
       {ckpt + " --split val", 2, "--split 'val'"},
       {ckpt + " --fusion", 2, "--analysis"},

@@ -48,6 +48,46 @@ TEST(Files, StaleTemporariesOfDeadWritersAreRemoved) {
   EXPECT_TRUE(remove_stale_temporaries(dir / "missing").empty());
 }
 
+TEST(Files, RunOutputsAreFsasOwnFilesOnly) {
+  testing::TempDir dir;
+  EXPECT_TRUE(run_outputs(dir / "absent").empty());
+  EXPECT_TRUE(run_outputs(dir.path()).empty());
+  // What a run folder holds after Phase I with a report, a pipeline and
+  // overlays; and what a user put beside them.
+  for (const char* f : {"config.yaml", "metrics.json", "log.txt", "report.html",
+                        "events.out.tfevents.1796093898.vm.9906.0", "confusion_phase_i.png",
+                        "contact_class_3.png", "stdout.log", "notes.txt", "my_plot.png",
+                        "events.txt"}) {
+    std::ofstream(dir / f) << "x";
+  }
+  for (const char* d : {"checkpoints", "plot_data", "phase_ii", "decouple_crt", "overlays",
+                        "my_images", "phase_iv"}) {
+    fs::create_directories(dir / d);
+    std::ofstream(dir / d + "/inside.txt") << "x";
+  }
+  const std::vector<std::string> fsa_files{"checkpoints",
+                                           "config.yaml",
+                                           "confusion_phase_i.png",
+                                           "contact_class_3.png",
+                                           "decouple_crt",
+                                           "events.out.tfevents.1796093898.vm.9906.0",
+                                           "log.txt",
+                                           "metrics.json",
+                                           "overlays",
+                                           "phase_ii",
+                                           "plot_data",
+                                           "report.html"};
+  EXPECT_EQ(run_outputs(dir.path()), fsa_files);
+  EXPECT_EQ(remove_run_outputs(dir.path()), fsa_files);
+  EXPECT_TRUE(run_outputs(dir.path()).empty());
+  // The user's files stay, folders with their contents.
+  for (const char* kept : {"stdout.log", "notes.txt", "my_plot.png", "events.txt",
+                           "my_images/inside.txt", "phase_iv/inside.txt"}) {
+    EXPECT_TRUE(fs::exists(dir / kept)) << kept;
+  }
+  EXPECT_FALSE(fs::exists(dir / "checkpoints"));
+}
+
 TEST(Files, FileProblemNamesWhatIsNotAFile) {
   fsa::testing::TempDir dir;
   std::ofstream(dir / "f") << "x";

@@ -33,4 +33,18 @@ std::vector<std::string> remove_stale_temporaries(const std::string& folder);
 /// reader of configs, data, lists and checkpoints asks this first.
 std::string file_problem(const std::string& path);
 
+/// The entries of folder `dir` that fsa's commands write, sorted by name:
+/// config.yaml, phase_i_config.yaml, metrics.json, log.txt, report.html,
+/// confusing_classes.txt, analysis.pt, features.pt, the folders checkpoints/,
+/// plot_data/ and overlays/, a pipeline's phase_i/, phase_ii/, phase_iii/ and
+/// decouple_*/, TensorBoard event files (events.out.tfevents.*) and the
+/// report's and visualize's figures (per_class_accuracy.png, confusion_*.png,
+/// curves_*.png, contact_*.png, fusion_*.png). Other entries (a log the
+/// user redirected there) are not listed. Empty if `dir` does not exist.
+std::vector<std::string> run_outputs(const std::string& dir);
+
+/// Removes run_outputs(dir) (folders with their contents) and returns their
+/// names. Throws std::runtime_error naming the entry that cannot be removed.
+std::vector<std::string> remove_run_outputs(const std::string& dir);
+
 }  // namespace fsa::io
