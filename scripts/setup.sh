@@ -12,6 +12,7 @@ packages=(
   libprotobuf-dev protobuf-compiler           # TensorBoard event files
   gnuplot-nox                                 # report charts
   libgtest-dev libbenchmark-dev
+  strace                                      # kills at save points (tests/fault)
   dataset-fashion-mnist                       # the quickstart's data
 )
 missing=()

@@ -184,6 +184,19 @@ void TrainingBatches::start_epoch(int64_t epoch, at::Generator gen) {
   start_ = 0;
 }
 
+void TrainingBatches::skip(int64_t batches) {
+  if (batches < 0 || batches > batches_per_epoch()) {
+    throw std::invalid_argument(fmt::format("TrainingBatches::skip: {} batches outside 0..{}",
+                                            batches, batches_per_epoch()));
+  }
+  if (loader_) {
+    loader_->skip_to(batches);
+    return;
+  }
+  if (!order_.defined()) throw std::logic_error("TrainingBatches::skip before start_epoch");
+  start_ = std::min(used_, batches * batch_size_);
+}
+
 std::optional<InputBatch> TrainingBatches::next() {
   if (loader_) {
     auto batch = loader_->next();

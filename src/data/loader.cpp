@@ -101,7 +101,18 @@ void Loader::start_epoch(int64_t epoch, std::vector<int64_t> order) {
   begin_epoch(epoch, std::move(order), true);
 }
 
-void Loader::begin_epoch(int64_t epoch, std::vector<int64_t> order, bool given) {
+void Loader::skip_to(int64_t first) {
+  if (epoch_ < 0) throw std::logic_error("Loader::skip_to before start_epoch");
+  if (first < 0 || first > num_batches_) {
+    throw std::invalid_argument(
+        fmt::format("Loader::skip_to: batch {} outside 0..{}", first, num_batches_));
+  }
+  // Restarts the workers at `first`; the order and seeds stay the epoch's.
+  auto order = order_;
+  begin_epoch(epoch_, std::move(order), given_order_, first);
+}
+
+void Loader::begin_epoch(int64_t epoch, std::vector<int64_t> order, bool given, int64_t first) {
   stop_workers();
   epoch_ = epoch;
   order_ = std::move(order);
@@ -109,8 +120,8 @@ void Loader::begin_epoch(int64_t epoch, std::vector<int64_t> order, bool given) 
   const int64_t b = options_.batch_size, n = static_cast<int64_t>(order_.size());
   num_batches_ = options_.drop_last ? n / b : (n + b - 1) / b;
   stop_ = false;
-  next_claim_ = 0;
-  next_deliver_ = 0;
+  next_claim_ = first;
+  next_deliver_ = first;
   ready_.clear();
   for (int w = 0; w < options_.workers; ++w) threads_.emplace_back([this] { worker_loop(); });
 }

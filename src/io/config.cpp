@@ -701,6 +701,7 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
     c.checkpoint.load_checkpoint = k.get_string("load_checkpoint", "");
     c.checkpoint.resume = k.get_string("resume", "");
     c.checkpoint.save_checkpoint_interval = k.get_int("save_checkpoint_interval", 0, 0);
+    c.checkpoint.save_step_interval = k.get_int("save_step_interval", 0, 0);
     k.finish();
   }
   {
@@ -945,6 +946,7 @@ std::string to_yaml(const Config& c) {
   e << YAML::Key << "resume" << YAML::Value << c.checkpoint.resume;
   e << YAML::Key << "save_checkpoint_interval" << YAML::Value
     << c.checkpoint.save_checkpoint_interval;
+  e << YAML::Key << "save_step_interval" << YAML::Value << c.checkpoint.save_step_interval;
   e << YAML::EndMap;
   e << YAML::Key << "log" << YAML::Value << YAML::BeginMap << YAML::Key << "log_interval"
     << YAML::Value << c.log.log_interval << YAML::Key << "progress" << YAML::Value

@@ -124,6 +124,10 @@ CheckpointInfo info_of(const c10::impl::GenericDict& d, const std::string& path)
       return names;
     });
   }
+  if (d.contains("step")) {
+    info.step = field(d, "step", path, [](const c10::IValue& v) { return v.toInt(); });
+    info.position = field(d, "position", path, [](const c10::IValue& v) { return v.toStringRef(); });
+  }
   if (d.contains("checksum")) {
     info.checksum = field(d, "checksum", path, [](const c10::IValue& v) { return v.toInt(); });
   }
@@ -259,6 +263,10 @@ void save_checkpoint(const std::string& path, models::Backbone& model,
   d.insert("cam_layer", info.cam_layer);
   d.insert("config", info.config);
   d.insert("history", info.history);
+  if (info.step > 0) {  // a mid-epoch checkpoint
+    d.insert("step", info.step);
+    d.insert("position", info.position);
+  }
   if (!info.fingerprint.dataset.empty()) {
     d.insert("fingerprint", detail::fingerprint_dict(info.fingerprint));
   }

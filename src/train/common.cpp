@@ -122,11 +122,14 @@ void check_resume(const io::Config& cfg, const Workspace& ws, const std::string&
         path, info.phase, info.cam_layer.empty() ? "" : " at CAM layer '" + info.cam_layer + "'",
         phase, cam_layer.empty() ? "" : " at '" + cam_layer + "'"));
   }
-  if (info.epoch > cfg.train.num_epoch) {
+  // A mid-epoch checkpoint has begun epoch + 1: the schedule must include it.
+  const int64_t needed = info.epoch + (info.step > 0 ? 1 : 0);
+  if (needed > cfg.train.num_epoch) {
     throw io::ConfigError(fmt::format(
-        "config {}: key 'train.num_epoch': checkpoint.resume '{}' has already finished {} "
+        "config {}: key 'train.num_epoch': checkpoint.resume '{}' has already {} {} "
         "epochs, more than train.num_epoch = {}; expected at least {}",
-        cfg.source, path, info.epoch, cfg.train.num_epoch, info.epoch));
+        cfg.source, path, info.step > 0 ? "begun" : "finished", needed, cfg.train.num_epoch,
+        needed));
   }
   if (!info.fingerprint.dataset.empty()) {
     const auto diff = info.fingerprint.differences(ws.data.fingerprint);
@@ -224,6 +227,18 @@ void RunningStats::add(const torch::Tensor& loss, const torch::Tensor& logits,
   correct_ += logits.detach().argmax(1).eq(targets).sum();
   seen_ += n;
   if (batch % sync_every_ == 0) sync(batch);
+}
+
+nlohmann::json RunningStats::state() const {
+  return {{"loss_sum", host_loss_}, {"correct", host_correct_}, {"seen", host_seen_}};
+}
+
+void RunningStats::restore(const nlohmann::json& state) {
+  host_loss_ = state.at("loss_sum").get<double>();
+  host_correct_ = state.at("correct").get<int64_t>();
+  seen_ = host_seen_ = state.at("seen").get<int64_t>();
+  loss_sum_.fill_(host_loss_);
+  correct_.fill_(host_correct_);
 }
 
 void RunningStats::sync(int64_t batch) {

@@ -57,6 +57,15 @@ class ClassifierRetraining : public TrainingMethod {
     model_.eval();  // batch norm keeps the Phase I statistics
   }
 
+  // The epoch generator and the step count say where the epoch stands; LWS
+  // keeps its class scales outside the network (and the checkpoint), so it
+  // continues from epoch ends only.
+  std::optional<std::string> position() const override {
+    if (scales_.defined()) return std::nullopt;
+    return std::string();
+  }
+  void seek(int64_t steps, const std::string&) override { input_.skip(steps); }
+
   std::optional<TrainingStep> next_step() override {
     auto batch = input_.next();
     if (!batch) return std::nullopt;

@@ -46,7 +46,52 @@ void throw_if_interrupted(const std::string& where, const std::string& kept) {
                                    s == SIGINT ? "SIGINT (Ctrl-C)" : "SIGTERM", where, kept));
 }
 
+void TrainingMethod::seek(int64_t, const std::string&) {
+  throw std::logic_error("TrainingMethod::seek called on a method without position()");
+}
+
 const char* split_name(Split split) { return split == Split::kTest ? "test" : "validation"; }
+
+namespace {
+
+/// Bytes as lowercase hexadecimal, and back (a generator's state in JSON).
+std::string to_hex(const torch::Tensor& bytes) {
+  static const char* digits = "0123456789abcdef";
+  const auto b = bytes.contiguous();
+  const auto* p = b.data_ptr<uint8_t>();
+  std::string s;
+  s.reserve(2 * b.numel());
+  for (int64_t i = 0; i < b.numel(); ++i) {
+    s += digits[p[i] >> 4];
+    s += digits[p[i] & 15];
+  }
+  return s;
+}
+
+torch::Tensor from_hex(const std::string& s) {
+  auto nibble = [&](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    throw std::invalid_argument("not a hexadecimal digit");
+  };
+  if (s.size() % 2 != 0) throw std::invalid_argument("an odd number of hexadecimal digits");
+  auto out = torch::empty({static_cast<int64_t>(s.size() / 2)}, torch::kUInt8);
+  auto* p = out.data_ptr<uint8_t>();
+  for (size_t i = 0; i < s.size(); i += 2) p[i / 2] = uint8_t(nibble(s[i]) << 4 | nibble(s[i + 1]));
+  return out;
+}
+
+/// Where the loop stands within an epoch, for a mid-epoch checkpoint.
+std::string epoch_position(const at::Generator& gen, const detail::RunningStats& stats,
+                           double seconds, const std::string& method_state) {
+  return nlohmann::json{{"generator", to_hex(gen.get_state())},
+                        {"running", stats.state()},
+                        {"seconds", seconds},
+                        {"method", method_state}}
+      .dump();
+}
+
+}  // namespace
 
 bool is_evaluated_epoch(int64_t epoch, int64_t num_epochs, int64_t interval) {
   const int64_t done = epoch + 1;
@@ -65,22 +110,64 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
   }
   const int64_t epochs = cfg.train.num_epoch;
   const int64_t batches = method.batches_per_epoch();
+  // Mid-epoch checkpoints: every save_step_interval steps, for a method
+  // that can continue an epoch from one.
+  const int64_t step_interval = method.position() ? cfg.checkpoint.save_step_interval : 0;
+  if (cfg.checkpoint.save_step_interval > 0 && step_interval == 0) {
+    spdlog::warn("{}: checkpoint.save_step_interval {} is not used: this method cannot continue "
+                 "an epoch from a checkpoint, so it writes checkpoints at epoch ends only",
+                 loop.phase, cfg.checkpoint.save_step_interval);
+  }
+  const int64_t resumed_step = loop.resumed ? loop.resumed->step : 0;
+  if (resumed_step > 0 && !method.position()) {
+    throw CheckpointError(fmt::format(
+        "checkpoint.resume '{}' was written within epoch {} (after step {}), and {} cannot "
+        "continue an epoch; resume from a checkpoint written at an epoch end",
+        cfg.checkpoint.resume, start_epoch + 1, resumed_step, loop.phase));
+  }
+  // The last checkpoint written, for the message of a stop.
+  int64_t kept_epoch = start_epoch, kept_step = resumed_step;
+  auto kept = [&] {
+    if (kept_epoch == 0 && kept_step == 0) {
+      return std::string("no epoch had finished, so there is nothing to resume");
+    }
+    return fmt::format("'{}' holds {}: continue with --resume {}", keeper.last_path(),
+                       kept_step > 0 ? fmt::format("epoch {} up to step {}", kept_epoch + 1,
+                                                   kept_step)
+                                     : fmt::format("epoch {}", kept_epoch),
+                       keeper.last_path());
+  };
   FitResult result;
   for (int64_t epoch = start_epoch; epoch < epochs; ++epoch) {
-    const auto t0 = std::chrono::steady_clock::now();
+    auto t0 = std::chrono::steady_clock::now();
     const double lr = lr_at_epoch(cfg.train.lr_scheduler, cfg.train.optimizer.lr, epoch);
     set_learning_rate(optimizer, lr);
-    method.start_epoch(epoch, detail::epoch_generator(loop.seed, loop.generator_stream, epoch));
+    // The method keeps a handle on the same generator: saving or restoring
+    // its state here is saving or restoring the method's draws.
+    auto gen = detail::epoch_generator(loop.seed, loop.generator_stream, epoch);
+    method.start_epoch(epoch, gen);
     detail::RunningStats stats(loop.model->parameters().front().device(), loop.phase, epoch + 1);
     auto progress = detail::make_progress(
         cfg, fmt::format("{} epoch {}/{}", loop.phase, epoch + 1, epochs), batches);
     int64_t b = 0;
-    // What a stop leaves on disk: the last finished epoch's checkpoint.
-    const auto kept = epoch > 0 ? fmt::format("'{}' holds epoch {}: continue with --resume {}",
-                                              keeper.last_path(), epoch, keeper.last_path())
-                                : std::string(
-                                      "no epoch had finished, so there is nothing to "
-                                      "resume");
+    if (epoch == start_epoch && resumed_step > 0) {  // continue the epoch where it stopped
+      try {
+        const auto at = nlohmann::json::parse(loop.resumed->position);
+        gen.set_state(from_hex(at.at("generator").get<std::string>()));
+        stats.restore(at.at("running"));
+        t0 -= std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+            std::chrono::duration<double>(at.at("seconds").get<double>()));
+        method.seek(resumed_step, at.at("method").get<std::string>());
+      } catch (const std::exception& e) {  // JSON, hex, a generator or the method's state
+        throw CheckpointError(fmt::format(
+            "checkpoint.resume '{}': its position within epoch {} cannot be read ({}); the "
+            "file was damaged or written by another fsa",
+            cfg.checkpoint.resume, epoch + 1, e.what()));
+      }
+      b = resumed_step;
+      spdlog::info("{}: continuing epoch {} after step {} of {}", loop.phase, epoch + 1, b,
+                   batches);
+    }
     while (auto step = method.next_step()) {
       ++b;
       optimizer.zero_grad();
@@ -90,7 +177,17 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
       }
       optimizer.step();
       stats.add(step->loss, step->logits, step->labels, b);
-      throw_if_interrupted(fmt::format("{} epoch {}", loop.phase, epoch + 1), kept);
+      if (step_interval > 0 && b % step_interval == 0 && b < batches) {
+        stats.sync(b);  // a diverged loss is caught before it is kept
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        keeper.save_within_epoch(epoch, b, epoch_position(gen, stats, secs, *method.position()));
+        kept_epoch = epoch;
+        kept_step = b;
+      }
+      if (interrupt_signal() != 0) {
+        throw_if_interrupted(fmt::format("{} epoch {}", loop.phase, epoch + 1), kept());
+      }
       progress->update(b, step->images, {{"loss", stats.mean_loss()}, {"acc", stats.accuracy()}});
       if (b % cfg.log.log_interval == 0) {
         spdlog::debug("{} epoch {} batch {}/{}: running loss {:.4f}", loop.phase, epoch + 1, b,
@@ -106,7 +203,7 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
         report = method.evaluate(Split::kTest);
         if (loop.validation) val = method.evaluate(Split::kValidation);
       } catch (const Interrupted& e) {  // say what the run keeps
-        throw Interrupted(e.signal, fmt::format("{}; {}", e.what(), kept));
+        throw Interrupted(e.signal, fmt::format("{}; {}", e.what(), kept()));
       }
     }
     const double secs =
@@ -114,6 +211,8 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
     keeper.end_epoch(epoch, lr, stats.mean_loss(), stats.accuracy(), report ? &*report : nullptr,
                      val ? &*val : nullptr, secs);
     if (report) result.last = std::move(*report);
+    kept_epoch = epoch + 1;
+    kept_step = 0;
   }
   if (start_epoch >= epochs) {
     // A finished run resumed: nothing to train; its outputs are completed

@@ -44,6 +44,29 @@ void EpochKeeper::restore(const CheckpointInfo& info) {
   }
 }
 
+CheckpointInfo EpochKeeper::checkpoint_info(int64_t done) const {
+  CheckpointInfo info;
+  info.phase = phase_;
+  info.epoch = done;
+  info.best_acc1 = best_acc1_;
+  info.best_epoch = best_epoch_;
+  info.cam_layer = cfg_.feature.cam_layer;
+  info.config = io::to_yaml(cfg_);
+  info.history = history_.dump();
+  if (data_) {
+    info.fingerprint = data_->fingerprint;
+    info.class_names = data_->train.class_names;
+  }
+  return info;
+}
+
+void EpochKeeper::save_within_epoch(int64_t epoch, int64_t step, const std::string& position) {
+  auto info = checkpoint_info(epoch);
+  info.step = step;
+  info.position = position;
+  save_checkpoint(last_path(), model_, &optimizer_, info);
+}
+
 void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double train_acc,
                             const eval::Report* test, const eval::Report* val, double seconds) {
   const int64_t done = epoch + 1;
@@ -113,18 +136,7 @@ void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double 
                  phase_, done, cfg_.train.num_epoch, lr, train_loss, 100 * train_acc,
                  cfg_.test.interval, took, rss.value_or(0.0));
   }
-  CheckpointInfo info;
-  info.phase = phase_;
-  info.epoch = done;
-  info.best_acc1 = best_acc1_;
-  info.best_epoch = best_epoch_;
-  info.cam_layer = cfg_.feature.cam_layer;
-  info.config = io::to_yaml(cfg_);
-  info.history = history_.dump();
-  if (data_) {
-    info.fingerprint = data_->fingerprint;
-    info.class_names = data_->train.class_names;
-  }
+  const auto info = checkpoint_info(done);
   // best.pt before last.pt: a kill between the two leaves last.pt one epoch
   // behind, and the resume redoes that epoch and writes both again (the
   // other order could leave best.pt behind the best epoch last.pt names).

@@ -90,6 +90,10 @@ class RunningStats {
   /// Refreshes the host copies now (call after the last batch).
   void sync(int64_t batch);
   double mean_loss() const { return seen_ ? host_loss_ / double(host_seen_) : 0.0; }
+  /// The sums so far (after sync), exactly, for a mid-epoch checkpoint; and
+  /// back from one.
+  nlohmann::json state() const;
+  void restore(const nlohmann::json& state);
   double accuracy() const { return seen_ ? double(host_correct_) / double(host_seen_) : 0.0; }
 
  private:
@@ -182,6 +186,10 @@ class EpochKeeper {
   void end_epoch(int64_t epoch, double lr, double train_loss, double train_acc,
                  const eval::Report* test, const eval::Report* val, double seconds);
 
+  /// Writes last.pt in the middle of 0-based `epoch`, after `step` steps,
+  /// with the loop's `position` (checkpoint.save_step_interval).
+  void save_within_epoch(int64_t epoch, int64_t step, const std::string& position);
+
   const nlohmann::json& history() const { return history_; }
   /// The best evaluated epoch's top-1 on the selecting split.
   double best_acc1() const { return best_acc1_; }
@@ -190,6 +198,9 @@ class EpochKeeper {
   std::string best_path() const;
 
  private:
+  /// What a checkpoint after `done` finished epochs records.
+  CheckpointInfo checkpoint_info(int64_t done) const;
+
   std::string phase_;
   const io::Config& cfg_;
   std::string out_dir_;

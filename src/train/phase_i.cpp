@@ -36,6 +36,10 @@ class WholeNetwork : public TrainingMethod {
     model_.train();
   }
 
+  // The epoch generator and the step count say where the epoch stands.
+  std::optional<std::string> position() const override { return std::string(); }
+  void seek(int64_t steps, const std::string&) override { input_.skip(steps); }
+
   std::optional<TrainingStep> next_step() override {
     auto batch = input_.next();
     if (!batch) return std::nullopt;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <random>
+#include <sstream>
 
 #include "fsa/augment/fusion.h"
 #include "fsa/cam/cam.h"
@@ -126,6 +127,21 @@ class FineTuneHead : public TrainingMethod {
     std::shuffle(order_.begin(), order_.end(), rng_);
     next_ = 0;
     model_.set_finetune_mode(cfg_.feature.cam_layer);
+  }
+
+  // Beyond the epoch generator: the group sampler's engine (its state as
+  // the standard library writes it); the step count gives next_.
+  std::optional<std::string> position() const override {
+    std::ostringstream os;
+    os << rng_;
+    return os.str();
+  }
+
+  void seek(int64_t steps, const std::string& state) override {
+    std::istringstream is(state);
+    is >> rng_;
+    if (!is) throw std::invalid_argument("the group sampler's state is not a std::mt19937_64");
+    next_ = std::min(int64_t(order_.size()), steps * groups_per_batch_);
   }
 
   std::optional<TrainingStep> next_step() override {

@@ -178,6 +178,45 @@ TEST(Inputs, ResidentTrainingEpochsAreCompleteAndFollowTheGenerator) {
   EXPECT_TRUE(torch::equal(first, xa[0]));
 }
 
+TEST(Inputs, SkippingBatchesContinuesTheEpochAsItWouldHaveGone) {
+  // A resume within an epoch: start the epoch, put the generator back to its
+  // state after k batches, skip k; what follows is batches k+1... of the
+  // uninterrupted epoch. Resident (draws from the generator) and file-backed
+  // with a class-balanced sampler (its own order, images seeded by position).
+  LongTailDataset resident;
+  resident.train.images = torch::randint(0, 256, {10, 3, 8, 8}, torch::kUInt8);
+  resident.train.labels = torch::arange(10, torch::kInt64).remainder(3);
+  resident.mean = kMean;
+  resident.std = kStd;
+  fsa::testing::TempDir dir;
+  const auto files = png_dataset(dir.path(), 10, 16, 2);
+  for (const auto* d : std::vector<const LongTailDataset*>{&resident, &files}) {
+    const auto sampler = d == &resident ? "instance_balanced" : "class_balanced";
+    TrainingBatches whole(*d, 4, 7, torch::kCPU, sampler), rest(*d, 4, 7, torch::kCPU, sampler);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+    whole.start_epoch(2, gen);
+    std::vector<InputBatch> expected;
+    at::Tensor state_after_one;
+    while (auto b = whole.next()) {
+      expected.push_back(*b);
+      if (expected.size() == 1) state_after_one = gen.get_state();
+    }
+    ASSERT_EQ(expected.size(), 3u);
+    auto gen2 = at::make_generator<at::CPUGeneratorImpl>(5);
+    rest.start_epoch(2, gen2);
+    gen2.set_state(state_after_one);
+    rest.skip(1);
+    for (size_t k = 1; k < 3; ++k) {
+      const auto b = rest.next();
+      ASSERT_TRUE(b) << sampler << " batch " << k;
+      EXPECT_TRUE(torch::equal(b->indices, expected[k].indices)) << sampler << " batch " << k;
+      EXPECT_TRUE(torch::equal(b->inputs, expected[k].inputs)) << sampler << " batch " << k;
+    }
+    EXPECT_FALSE(rest.next());
+    EXPECT_THROW(rest.skip(4), std::invalid_argument);
+  }
+}
+
 TEST(Inputs, ALastBatchOfOneImageIsDropped) {
   // Batch norm cannot train on one image: 9 images in batches of 4 make two
   // batches (DataLoader's drop_last), 10 make three (the last of 2 is kept).

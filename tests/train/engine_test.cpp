@@ -16,21 +16,25 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// Two batches of four random images per epoch; evaluate() answers the
-/// scripted top-1 of each evaluation of a split in turn.
+/// `batches` batches (default two) of four random images per epoch;
+/// evaluate() answers the scripted top-1 of each evaluation of a split in
+/// turn. With `seekable`, it can continue an epoch from a mid-epoch
+/// checkpoint; `kill_at_call` > 0 makes that call of next_step throw, as a
+/// kill would stop the run there.
 class ScriptedMethod : public TrainingMethod {
  public:
   ScriptedMethod(models::Backbone& model, std::vector<double> top1,
                  std::vector<double> val_top1 = {})
       : model_(model), top1_(std::move(top1)), val_top1_(std::move(val_top1)) {}
-  int64_t batches_per_epoch() const override { return 2; }
+  int64_t batches_per_epoch() const override { return batches_; }
   void start_epoch(int64_t epoch, at::Generator gen) override {
     gen_ = gen;
-    left_ = 2;
+    left_ = batches_;
     model_.train();
     epochs_.push_back(epoch);
   }
   std::optional<TrainingStep> next_step() override {
+    if (++calls_ == kill_at_call_) throw std::runtime_error("killed");
     if (left_-- == 0) return std::nullopt;
     TrainingStep s;
     s.labels = torch::randint(0, 2, {4}, gen_, torch::kInt64);
@@ -39,6 +43,15 @@ class ScriptedMethod : public TrainingMethod {
                      : torch::nn::functional::cross_entropy(s.logits, s.labels);
     s.images = 4;
     return s;
+  }
+  std::optional<std::string> position() const override {
+    if (!seekable_) return std::nullopt;
+    return std::string("scripted");
+  }
+  void seek(int64_t steps, const std::string& state) override {
+    EXPECT_EQ(state, "scripted");  // what position() said, handed back
+    seeked_ = steps;
+    left_ = batches_ - static_cast<int>(steps);
   }
   eval::Report evaluate(Split split) override {
     eval::Report r;
@@ -52,12 +65,17 @@ class ScriptedMethod : public TrainingMethod {
   int evaluated_ = 0, validated_ = 0;
   bool val_loss_nan_ = false;
   bool poison_ = false;
+  int batches_ = 2;
+  bool seekable_ = false;
+  int kill_at_call_ = 0;
+  int64_t seeked_ = -1;
 
  private:
   models::Backbone& model_;
   std::vector<double> top1_, val_top1_;
   at::Generator gen_;
   int left_ = 0;
+  int calls_ = 0;
 };
 
 TEST(Engine, EvaluatedEpochs) {
@@ -163,6 +181,92 @@ TEST(Engine, ANonFiniteLossStopsBeforeTheEpochsCheckpoints) {
   TrainingLoop loop(cfg, "phase_i", 1, 1, dir.path(), *model, *optimizer, model->parameters());
   EXPECT_THROW(fit(loop, method), TrainingError);
   EXPECT_FALSE(fs::exists(dir / "checkpoints/last.pt"));
+}
+
+TEST(Engine, AMidEpochCheckpointResumesBitForBit) {
+  io::Config cfg;
+  cfg.train.num_epoch = 3;
+  cfg.train.lr_scheduler.name = "constant";
+  cfg.log.progress = "quiet";
+  auto run = [&](const fs::path& dir, int64_t step_interval, int kill_at_call,
+                 std::optional<CheckpointInfo>* resumed_from, std::vector<int64_t>* epochs,
+                 int64_t* seeked) {
+    torch::manual_seed(0);
+    auto model = models::make_model("resnet20", 2);
+    auto optimizer = make_optimizer(cfg.train.optimizer, model->parameters());
+    auto c = cfg;
+    c.checkpoint.save_step_interval = step_interval;
+    ScriptedMethod method(*model, {0.5, 0.5, 0.5});
+    method.batches_ = 4;
+    method.seekable_ = true;
+    method.kill_at_call_ = kill_at_call;
+    TrainingLoop loop(c, "phase_i", 1, 42, dir.string(), *model, *optimizer,
+                      model->parameters());
+    if (resumed_from) {
+      c.checkpoint.resume = (dir / "checkpoints/last.pt").string();
+      *resumed_from = load_checkpoint(c.checkpoint.resume, *model, optimizer.get());
+      loop.resumed = *resumed_from;
+    }
+    auto result = fit(loop, method);
+    if (epochs) *epochs = method.epochs_;
+    if (seeked) *seeked = method.seeked_;
+    return result;
+  };
+  testing::TempDir dir;
+  const auto full = run(dir / "full", 0, 0, nullptr, nullptr, nullptr);
+  // Epoch 1 is calls 1-5 (four steps, then the end); epoch 2's step 3 is
+  // call 8 and is followed by a checkpoint (every 3 steps); call 9 is killed.
+  EXPECT_THROW(run(dir / "part", 3, 9, nullptr, nullptr, nullptr), std::runtime_error);
+  const auto kept = read_checkpoint_info(dir / "part/checkpoints/last.pt");
+  EXPECT_EQ(kept.epoch, 1);
+  EXPECT_EQ(kept.step, 3);
+  std::optional<CheckpointInfo> from;
+  std::vector<int64_t> epochs;
+  int64_t seeked = -1;
+  const auto resumed = run(dir / "part", 3, 0, &from, &epochs, &seeked);
+  EXPECT_EQ(epochs, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(seeked, 3);
+  // Bit for bit: the weights, the optimiser's effect, and epoch 2's running
+  // loss (three steps before the kill, one after).
+  auto a = models::make_model("resnet20", 2), b = models::make_model("resnet20", 2);
+  load_checkpoint(full.last_checkpoint, *a, nullptr);
+  load_checkpoint(resumed.last_checkpoint, *b, nullptr);
+  for (const auto& p : a->named_parameters()) {
+    EXPECT_TRUE(torch::equal(p.value(), b->named_parameters()[p.key()])) << p.key();
+  }
+  for (const auto& buf : a->named_buffers()) {
+    EXPECT_TRUE(torch::equal(buf.value(), b->named_buffers()[buf.key()])) << buf.key();
+  }
+  ASSERT_EQ(resumed.history.size(), 3u);
+  for (size_t e = 0; e < 3; ++e) {
+    EXPECT_EQ(resumed.history[e]["train_loss"].get<double>(),
+              full.history[e]["train_loss"].get<double>())
+        << "epoch " << e + 1;
+    EXPECT_EQ(resumed.history[e]["train_acc"].get<double>(),
+              full.history[e]["train_acc"].get<double>());
+  }
+  // The epoch end after the resume is a plain checkpoint again.
+  EXPECT_EQ(read_checkpoint_info(resumed.last_checkpoint).step, 0);
+
+  // A method that cannot continue an epoch refuses such a checkpoint.
+  testing::TempDir dir2;
+  ASSERT_THROW(run(dir2 / "part", 3, 9, nullptr, nullptr, nullptr), std::runtime_error);
+  torch::manual_seed(0);
+  auto model = models::make_model("resnet20", 2);
+  auto optimizer = make_optimizer(cfg.train.optimizer, model->parameters());
+  ScriptedMethod fixed(*model, {0.5, 0.5});
+  fixed.batches_ = 4;
+  TrainingLoop loop(cfg, "phase_i", 1, 42, dir2 / "part", *model, *optimizer,
+                    model->parameters());
+  loop.resumed = load_checkpoint(dir2 / "part/checkpoints/last.pt", *model,
+                                 optimizer.get());
+  try {
+    fit(loop, fixed);
+    FAIL() << "a mid-epoch checkpoint resumed by a method that cannot seek";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot continue an epoch"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Comparison, GroupRowsChangesAndEmptyGroups) {

@@ -99,6 +99,13 @@ class TrainingBatches {
   /// The next batch of the epoch; nullopt after the last. Throws
   /// std::logic_error before start_epoch.
   std::optional<InputBatch> next();
+  /// Right after start_epoch: continues the epoch after its first `batches`
+  /// batches, without making them. The random state the skipped batches
+  /// drew from the generator is the caller's to restore (the training loop
+  /// puts the epoch generator back to its state at the checkpoint); the
+  /// file-backed path seeds each image by its position and draws nothing.
+  /// Throws std::invalid_argument outside 0..batches_per_epoch().
+  void skip(int64_t batches);
 
  private:
   const LongTailDataset& data_;

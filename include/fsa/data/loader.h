@@ -96,6 +96,11 @@ class Loader {
   /// generator seeded from (seed, epoch, j), so a repeated image gets its own
   /// augmentation. Throws std::invalid_argument for an index outside 0..N−1.
   void start_epoch(int64_t epoch, std::vector<int64_t> order);
+  /// Continues the current epoch at batch `first` (0-based; what follows is
+  /// what the uninterrupted epoch would deliver from there): a resume within
+  /// an epoch. Throws std::logic_error before any epoch and
+  /// std::invalid_argument for a batch outside 0..batches_per_epoch().
+  void skip_to(int64_t first);
   /// The next batch of the current epoch, in order; nullopt after the last.
   /// Rethrows the exception a sample raised (e.g. DataError naming a corrupt
   /// image) when its batch is due. Throws std::logic_error before any epoch.
@@ -103,7 +108,7 @@ class Loader {
 
  private:
   void stop_workers();
-  void begin_epoch(int64_t epoch, std::vector<int64_t> order, bool given);
+  void begin_epoch(int64_t epoch, std::vector<int64_t> order, bool given, int64_t first = 0);
   void worker_loop();
   Batch make_batch(int64_t batch_index) const;
 

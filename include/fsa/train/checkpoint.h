@@ -5,7 +5,9 @@
 // torch.load reads it: keys `state_dict`, `optimizer` (LibTorch's optimiser
 // archive as uint8 bytes), `epoch`, `best_acc1`, `best_epoch`, `phase`,
 // `arch`, `num_classes`, `cam_layer`, `config`, `history`, `fingerprint`,
-// `class_names`, `format` (2) and `checksum`: the CRC-32 (zlib) of every
+// `class_names`, `step` and `position` (mid-epoch checkpoints only: steps
+// done of epoch `epoch` + 1, and the loop's and method's position in it as
+// JSON text), `format` (2) and `checksum`: the CRC-32 (zlib) of every
 // other entry (detail::seal), so that a flipped byte anywhere that matters,
 // in the weights or in the epoch, history or config, is caught at load
 // instead of training or testing silently. Files of format 1 (fsa before
@@ -33,6 +35,13 @@ class CheckpointError : public std::runtime_error {
 struct CheckpointInfo {
   std::string phase;       ///< "phase_i" or "phase_iii"
   int64_t epoch = 0;       ///< completed epochs
+  /// Steps done of the next epoch (epoch + 1) in a mid-epoch checkpoint
+  /// (checkpoint.save_step_interval); 0 at an epoch end.
+  int64_t step = 0;
+  /// With step > 0: where the epoch stands, JSON text written and read by
+  /// the training loop (fit): the epoch generator's state, the running loss
+  /// and accuracy, the method's own position (TrainingMethod::position).
+  std::string position;
   double best_acc1 = 0;    ///< best test top-1 so far, fraction
   int64_t best_epoch = 0;  ///< epoch (1-based) of best_acc1
   std::string arch;

@@ -6,7 +6,9 @@
 // evaluation every test.interval epochs (on the test split, and on the
 // validation split when the dataset has one: it then chooses the best epoch),
 // the divergence checks, the history, TensorBoard scalars and
-// checkpoints/{last,best,epoch_NNNN}.pt, and resume.
+// checkpoints/{last,best,epoch_NNNN}.pt (and last.pt every
+// checkpoint.save_step_interval steps), and resume, at an epoch end or
+// within an epoch.
 //
 //   struct MyMethod : train::TrainingMethod { ... };
 //   auto result = train::fit(loop, method);
@@ -58,6 +60,19 @@ class TrainingMethod {
   virtual void start_epoch(int64_t epoch, at::Generator gen) = 0;
   /// The next batch's forward pass and loss; nullopt after the epoch's last.
   virtual std::optional<TrainingStep> next_step() = 0;
+  /// For mid-epoch checkpoints (checkpoint.save_step_interval): the
+  /// method's own position in the epoch, as text, beyond what the loop keeps
+  /// (the epoch generator's state, the running figures, the weights and
+  /// optimiser); "" when the generator and the step count say it all;
+  /// nullopt when the method cannot continue an epoch from a checkpoint
+  /// (its checkpoints are then written at epoch ends only).
+  virtual std::optional<std::string> position() const { return std::nullopt; }
+  /// Called by a resume, right after start_epoch and after the loop has put
+  /// the epoch generator back to its state at the checkpoint: continue the
+  /// epoch after its first `steps` steps, whose position() was `state`.
+  /// next_step then returns what step `steps` + 1 of the uninterrupted
+  /// epoch would have. Throws std::invalid_argument for a state it cannot read.
+  virtual void seek(int64_t steps, const std::string& state);
   /// Called after the epoch's last step, before evaluation and checkpoints:
   /// a method that trains parameters outside the network writes them into it
   /// here (LWS folds its class scales into the classifier).
@@ -142,7 +157,10 @@ int interrupt_signal();
 void throw_if_interrupted(const std::string& where, const std::string& kept);
 
 /// Runs epochs (resumed epoch or 0) .. cfg.train.num_epoch − 1 of `method`;
-/// a run resumed after its last epoch trains nothing and only evaluates.
+/// a run resumed after its last epoch trains nothing and only evaluates. A
+/// checkpoint from within an epoch (CheckpointInfo::step > 0) continues that
+/// epoch at its next step, bit for bit as the uninterrupted run; it is
+/// refused (CheckpointError) for a method without position().
 /// Throws TrainingError (phases.h) when the running or test loss stops being
 /// finite, before that epoch's checkpoints are written.
 FitResult fit(const TrainingLoop& loop, TrainingMethod& method);
