@@ -1,6 +1,7 @@
 #include "fsa/data/list_file.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <charconv>
@@ -8,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "fsa/io/files.h"
 
@@ -51,6 +54,11 @@ ListFile read_list_file(const std::string& path, const ListFileOptions& options)
   out.source = path;
   const fs::path root(options.root);
   int64_t max_label = -1;
+  // Where each image was first listed: a repeated line is allowed (some
+  // over-sample that way) but said; a repeat with another label is refused.
+  std::unordered_map<std::string, std::pair<int64_t, int64_t>> first_listed;  // line, label
+  int64_t repeats = 0;
+  std::pair<int64_t, int64_t> first_repeat;  // line, the line it repeats
   std::string line;
   for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
     // A UTF-8 byte-order mark (Windows editors) is not part of the first path.
@@ -96,8 +104,24 @@ ListFile read_list_file(const std::string& path, const ListFileOptions& options)
         throw DataError(fmt::format("list file {}:{}: '{}' {}", path, line_no, full, problem));
       }
     }
+    const auto [at, fresh] = first_listed.try_emplace(full, line_no, label);
+    if (!fresh) {
+      const auto [earlier_line, earlier_label] = at->second;
+      if (earlier_label != label) {
+        throw DataError(fmt::format(
+            "list file {}:{}: '{}' is labelled {} here and {} on line {}; expected one label "
+            "per image",
+            path, line_no, std::string(rel), label, earlier_label, earlier_line));
+      }
+      if (repeats++ == 0) first_repeat = {line_no, earlier_line};
+    }
     max_label = std::max(max_label, label);
     out.samples.push_back(FileSample{std::move(full), label});
+  }
+  if (repeats > 0) {
+    spdlog::warn("list file '{}': {} line{} repeat an image listed earlier (first: line {} "
+                 "repeats line {}); each copy is used as a separate image",
+                 path, repeats, repeats == 1 ? "" : "s", first_repeat.first, first_repeat.second);
   }
   if (in.bad()) throw DataError(fmt::format("error reading list file '{}'", path));
   if (out.samples.empty()) throw DataError(fmt::format("list file '{}' lists no images", path));
@@ -211,7 +235,30 @@ ListDataset read_list_dataset(const io::DatasetConfig& d, const io::FinetuneConf
   out.train = read_list_file(list_path(d.train_list), {d.root, check_exists, d.num_classes});
   const ListFileOptions rest{d.root, check_exists, out.train.num_classes};
   out.test = read_list_file(list_path(d.test_list), rest);
-  if (!d.val_list.empty()) out.val = read_list_file(list_path(d.val_list), rest);
+  if (!d.val_list.empty()) {
+    std::error_code ec;
+    if (fs::equivalent(list_path(d.val_list), list_path(d.train_list), ec)) {
+      throw io::ConfigError(fmt::format(
+          "dataset.val_list '{}' is the training list; expected a list of held-out images (or "
+          "dataset.val_fraction to hold some out of training)",
+          d.val_list));
+    }
+    out.val = read_list_file(list_path(d.val_list), rest);
+  }
+  // Images in both training and an evaluation split make that split's
+  // figures optimistic; the validation split also chooses the best epoch.
+  std::unordered_set<std::string> training;
+  for (const auto& sample : out.train.samples) training.insert(sample.path);
+  using Split = std::pair<const ListFile*, const char*>;
+  for (const auto& [list, what] : {Split{&out.val, "validation"}, Split{&out.test, "test"}}) {
+    int64_t shared = 0;
+    for (const auto& sample : list->samples) shared += training.count(sample.path) > 0;
+    if (shared > 0) {
+      spdlog::warn("list file '{}': {} of its {} {} images are also training images (in '{}'); "
+                   "their {} figures are measured on images the network trained on",
+                   list->source, shared, list->samples.size(), what, out.train.source, what);
+    }
+  }
   const auto counts = out.train.class_counts();
   for (size_t c = 0; c < counts.size(); ++c) {
     if (counts[c] == 0) {

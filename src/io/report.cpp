@@ -585,6 +585,20 @@ Plot per_class_plot(const RunMetrics& m, const std::vector<int64_t>& order, cons
       s += fmt::format("set label ' tail' at {},graph 0.97 left tc rgb '#555555'\n", h - 0.5);
     }
   }
+  // A class without test images has no accuracy: say so where its bar
+  // would stand, so that the gap is not read as 0%.
+  if (bars) {
+    for (int64_t rank = 0; rank < c; ++rank) {
+      const bool measured = std::any_of(m.phases.begin(), m.phases.end(), [&](const Phase& p) {
+        return p.per_class[order[rank]].has_value();
+      });
+      if (!measured) {
+        s += fmt::format("set label 'no test images' at {},2 left rotate by 90 font ',8' "
+                         "tc rgb '#777777'\n",
+                         rank);
+      }
+    }
+  }
   const auto n = double(m.phases.size());
   const double group = n == 1 ? 0.6 : 0.8;
   const double bar = group / n;

@@ -272,6 +272,42 @@ TEST(ListDataset, ReadsTheListsAConfigNames) {
   EXPECT_THROW(read_list_dataset(d, split), io::ConfigError);
 }
 
+TEST(ListDataset, RepeatedImagesAndSplitsSharingImagesAreSaid) {
+  TempDir dir;
+  fs::create_directories(dir / "root");
+  write_text(dir / "root/train.txt", "a/1.jpg 0\nb/1.jpg 1\na/1.jpg 0\nc/1.jpg 1\nb/1.jpg 1\n");
+  write_text(dir / "root/test.txt", "t/1.jpg 0\nb/1.jpg 1\n");
+  io::DatasetConfig d;
+  d.name = "ListFile-LT";
+  d.root = dir / "root";
+  d.train_list = "train.txt";
+  d.test_list = "test.txt";
+  io::FinetuneConfig split;
+  {
+    fsa::testing::LogCapture log;
+    const auto ds = read_list_dataset(d, split);
+    EXPECT_EQ(ds.train.size(), 5);  // repeats are kept: some over-sample that way
+    EXPECT_NE(log.text().find("2 lines repeat an image listed earlier (first: line 3 repeats "
+                              "line 1)"),
+              std::string::npos)
+        << log.text();
+    EXPECT_NE(log.text().find("1 of its 2 test images are also training images"),
+              std::string::npos)
+        << log.text();
+  }
+  // One image, two labels: no way to know which is meant.
+  write_text(dir / "root/train.txt", "a/1.jpg 0\nb/1.jpg 1\na/1.jpg 1\n");
+  EXPECT_NE(data_error([&] { read_list_dataset(d, split); })
+                .find("train.txt:3: 'a/1.jpg' is labelled 1 here and 0 on line 1"),
+            std::string::npos);
+  // The training list as the validation list would choose epochs on training images.
+  write_text(dir / "root/train.txt", "a/1.jpg 0\nb/1.jpg 1\n");
+  d.val_list = dir / "root/train.txt";
+  EXPECT_NE(fsa::testing::error_message<io::ConfigError>([&] { read_list_dataset(d, split); })
+                .find("is the training list"),
+            std::string::npos);
+}
+
 TEST_F(SharedSplits, PlacesLtThroughAConfig) {
   io::DatasetConfig d;
   d.name = "Places-LT";

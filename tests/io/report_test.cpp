@@ -5,6 +5,7 @@
 // is also written there, for tests/io/report_screenshot.sh.
 #include "fsa/io/report.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -267,6 +268,22 @@ TEST_F(ReportTest, PlotDataHoldsThePerClassValuesInSizeOrder) {
     ASSERT_FALSE(conf.fail());
     EXPECT_NEAR(row[r], std::llround(100 * kAccIII[order[r]]) / 100.0, 1e-6) << "row " << r;
   }
+}
+
+TEST_F(ReportTest, AClassWithoutTestImagesIsMarkedNotDrawnAsZero) {
+  auto run = make_run();
+  const size_t missing = 1;
+  for (const char* phase : {"phase_i", "phase_iii"}) run[phase]["per_class"][missing] = nullptr;
+  write_metrics(run);
+  fsa::io::write_report(dir_.string());
+  const auto script = read_text(dir_ / "plot_data" / "per_class.gp");
+  // One label, at the class's rank in size order.
+  const auto order = by_size();
+  const auto rank = std::find(order.begin(), order.end(), missing) - order.begin();
+  EXPECT_NE(script.find(fmt::format("set label 'no test images' at {},2 ", rank)),
+            std::string::npos)
+      << script;
+  EXPECT_EQ(script.find("no test images"), script.rfind("no test images")) << script;
 }
 
 TEST_F(ReportTest, SinglePhaseRunSkipsWhatItLacks) {
