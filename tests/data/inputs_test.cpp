@@ -155,12 +155,18 @@ TEST(Inputs, FileBackedTrainingEpochsAreCompleteAndReproducible) {
   }
 }
 
-TEST(Inputs, ResidentTrainingEpochsAreCompleteAndFollowTheGenerator) {
+/// n random 8×8 resident training images, label i % 3.
+LongTailDataset resident_dataset(int64_t n) {
   LongTailDataset d;
-  d.train.images = torch::randint(0, 256, {10, 3, 8, 8}, torch::kUInt8);
-  d.train.labels = torch::arange(10, torch::kInt64).remainder(3);
+  d.train.images = torch::randint(0, 256, {n, 3, 8, 8}, torch::kUInt8);
+  d.train.labels = torch::arange(n, torch::kInt64).remainder(3);
   d.mean = kMean;
   d.std = kStd;
+  return d;
+}
+
+TEST(Inputs, ResidentTrainingEpochsAreCompleteAndFollowTheGenerator) {
+  const auto d = resident_dataset(10);
   TrainingBatches a(d, 4, 0, torch::kCPU), b(d, 4, 0, torch::kCPU);
   std::multiset<int64_t> seen_a, seen_b;
   const auto xa = epoch_inputs(a, 3, &seen_a), xb = epoch_inputs(b, 3, &seen_b);
@@ -183,11 +189,7 @@ TEST(Inputs, SkippingBatchesContinuesTheEpochAsItWouldHaveGone) {
   // state after k batches, skip k; what follows is batches k+1... of the
   // uninterrupted epoch. Resident (draws from the generator) and file-backed
   // with a class-balanced sampler (its own order, images seeded by position).
-  LongTailDataset resident;
-  resident.train.images = torch::randint(0, 256, {10, 3, 8, 8}, torch::kUInt8);
-  resident.train.labels = torch::arange(10, torch::kInt64).remainder(3);
-  resident.mean = kMean;
-  resident.std = kStd;
+  const auto resident = resident_dataset(10);
   fsa::testing::TempDir dir;
   const auto files = png_dataset(dir.path(), 10, 16, 2);
   for (const auto* d : std::vector<const LongTailDataset*>{&resident, &files}) {
@@ -220,11 +222,7 @@ TEST(Inputs, SkippingBatchesContinuesTheEpochAsItWouldHaveGone) {
 TEST(Inputs, ALastBatchOfOneImageIsDropped) {
   // Batch norm cannot train on one image: 9 images in batches of 4 make two
   // batches (DataLoader's drop_last), 10 make three (the last of 2 is kept).
-  LongTailDataset d;
-  d.train.images = torch::randint(0, 256, {9, 3, 8, 8}, torch::kUInt8);
-  d.train.labels = torch::arange(9, torch::kInt64).remainder(3);
-  d.mean = kMean;
-  d.std = kStd;
+  auto d = resident_dataset(9);
   TrainingBatches resident(d, 4, 0, torch::kCPU);
   EXPECT_EQ(resident.batches_per_epoch(), 2);
   std::set<int64_t> left_out;
