@@ -180,7 +180,8 @@ void open_run_folder(const std::string& dir, const CommonOptions& o, bool resumi
       throw fsa::io::ConfigError(fmt::format(
           "--out '{}' holds an earlier run's outputs ({}{}); choose another folder, give "
           "--overwrite to replace them, or --resume to continue that run",
-          dir, fmt::join(earlier.begin(), earlier.begin() + std::min<size_t>(earlier.size(), 4), ", "),
+          dir,
+          fmt::join(earlier.begin(), earlier.begin() + std::min<size_t>(earlier.size(), 4), ", "),
           earlier.size() > 4 ? fmt::format(" and {} more", earlier.size() - 4) : ""));
     }
     try {
@@ -305,8 +306,9 @@ int main(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::Validator(
           [](std::string& value) {  // CLI11 would read "" as class 0
-            return value.empty() ? std::string("an empty class index; expected class indices "
-                                               "such as --classes 7,8,9")
+            return value.empty() ? std::string(
+                                       "an empty class index; expected class indices "
+                                       "such as --classes 7,8,9")
                                  : std::string();
           },
           "CLASS"));
@@ -470,9 +472,9 @@ int main(int argc, char** argv) {
       const auto dir = run_o.out.empty() && run_o.config.empty()
                            ? std::string("runs/quickstart")
                            : (run_o.out.empty() ? out_dir(run_o, "") : run_o.out);
-      open_run_folder(dir, run_o,
-                      !cfg.phase_i.checkpoint.resume.empty() ||
-                          !cfg.phase_iii.checkpoint.resume.empty());
+      open_run_folder(
+          dir, run_o,
+          !cfg.phase_i.checkpoint.resume.empty() || !cfg.phase_iii.checkpoint.resume.empty());
       fsa::train::run_pipeline(cfg, ws, dir);  // logs the Phase I / Phase III table at the end
     } else if (bench->parsed()) {
       auto options = bench_o.bench;

@@ -119,9 +119,10 @@ ListFile read_list_file(const std::string& path, const ListFileOptions& options)
     out.samples.push_back(FileSample{std::move(full), label});
   }
   if (repeats > 0) {
-    spdlog::warn("list file '{}': {} line{} repeat an image listed earlier (first: line {} "
-                 "repeats line {}); each copy is used as a separate image",
-                 path, repeats, repeats == 1 ? "" : "s", first_repeat.first, first_repeat.second);
+    spdlog::warn(
+        "list file '{}': {} line{} repeat an image listed earlier (first: line {} "
+        "repeats line {}); each copy is used as a separate image",
+        path, repeats, repeats == 1 ? "" : "s", first_repeat.first, first_repeat.second);
   }
   if (in.bad()) throw DataError(fmt::format("error reading list file '{}'", path));
   if (out.samples.empty()) throw DataError(fmt::format("list file '{}' lists no images", path));
@@ -254,9 +255,10 @@ ListDataset read_list_dataset(const io::DatasetConfig& d, const io::FinetuneConf
     int64_t shared = 0;
     for (const auto& sample : list->samples) shared += training.count(sample.path) > 0;
     if (shared > 0) {
-      spdlog::warn("list file '{}': {} of its {} {} images are also training images (in '{}'); "
-                   "their {} figures are measured on images the network trained on",
-                   list->source, shared, list->samples.size(), what, out.train.source, what);
+      spdlog::warn(
+          "list file '{}': {} of its {} {} images are also training images (in '{}'); "
+          "their {} figures are measured on images the network trained on",
+          list->source, shared, list->samples.size(), what, out.train.source, what);
     }
   }
   const auto counts = out.train.class_counts();

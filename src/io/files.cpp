@@ -125,21 +125,22 @@ namespace {
 bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 /// Whether `name` in a folder is something an fsa command writes there.
 bool is_run_output(const std::string& name, bool is_folder) {
   if (is_folder) {
-    for (const char* f : {"checkpoints", "plot_data", "overlays", "phase_i", "phase_ii",
-                          "phase_iii"}) {
+    for (const char* f :
+         {"checkpoints", "plot_data", "overlays", "phase_i", "phase_ii", "phase_iii"}) {
       if (name == f) return true;
     }
     return starts_with(name, "decouple_");
   }
-  for (const char* f : {"config.yaml", "phase_i_config.yaml", "metrics.json", "log.txt",
-                        "report.html", "confusing_classes.txt", "analysis.pt", "features.pt",
-                        "per_class_accuracy.png"}) {
+  for (const char* f :
+       {"config.yaml", "phase_i_config.yaml", "metrics.json", "log.txt", "report.html",
+        "confusing_classes.txt", "analysis.pt", "features.pt", "per_class_accuracy.png"}) {
     if (name == f) return true;
   }
   if (starts_with(name, "events.out.tfevents.")) return true;
@@ -170,8 +171,8 @@ std::vector<std::string> remove_run_outputs(const std::string& dir) {
     std::error_code ec;
     fs::remove_all(fs::path(dir) / name, ec);
     if (ec) {
-      throw std::runtime_error(fmt::format("cannot remove '{}': {}",
-                                           (fs::path(dir) / name).string(), ec.message()));
+      throw std::runtime_error(
+          fmt::format("cannot remove '{}': {}", (fs::path(dir) / name).string(), ec.message()));
     }
   }
   return names;

@@ -593,9 +593,10 @@ Plot per_class_plot(const RunMetrics& m, const std::vector<int64_t>& order, cons
         return p.per_class[order[rank]].has_value();
       });
       if (!measured) {
-        s += fmt::format("set label 'no test images' at {},2 left rotate by 90 font ',8' "
-                         "tc rgb '#777777'\n",
-                         rank);
+        s += fmt::format(
+            "set label 'no test images' at {},2 left rotate by 90 font ',8' "
+            "tc rgb '#777777'\n",
+            rank);
       }
     }
   }

@@ -126,7 +126,8 @@ CheckpointInfo info_of(const c10::impl::GenericDict& d, const std::string& path)
   }
   if (d.contains("step")) {
     info.step = field(d, "step", path, [](const c10::IValue& v) { return v.toInt(); });
-    info.position = field(d, "position", path, [](const c10::IValue& v) { return v.toStringRef(); });
+    info.position =
+        field(d, "position", path, [](const c10::IValue& v) { return v.toStringRef(); });
   }
   if (d.contains("checksum")) {
     info.checksum = field(d, "checksum", path, [](const c10::IValue& v) { return v.toInt(); });

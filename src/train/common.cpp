@@ -125,11 +125,11 @@ void check_resume(const io::Config& cfg, const Workspace& ws, const std::string&
   // A mid-epoch checkpoint has begun epoch + 1: the schedule must include it.
   const int64_t needed = info.epoch + (info.step > 0 ? 1 : 0);
   if (needed > cfg.train.num_epoch) {
-    throw io::ConfigError(fmt::format(
-        "config {}: key 'train.num_epoch': checkpoint.resume '{}' has already {} {} "
-        "epochs, more than train.num_epoch = {}; expected at least {}",
-        cfg.source, path, info.step > 0 ? "begun" : "finished", needed, cfg.train.num_epoch,
-        needed));
+    throw io::ConfigError(
+        fmt::format("config {}: key 'train.num_epoch': checkpoint.resume '{}' has already {} {} "
+                    "epochs, more than train.num_epoch = {}; expected at least {}",
+                    cfg.source, path, info.step > 0 ? "begun" : "finished", needed,
+                    cfg.train.num_epoch, needed));
   }
   if (!info.fingerprint.dataset.empty()) {
     const auto diff = info.fingerprint.differences(ws.data.fingerprint);

@@ -114,9 +114,10 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
   // that can continue an epoch from one.
   const int64_t step_interval = method.position() ? cfg.checkpoint.save_step_interval : 0;
   if (cfg.checkpoint.save_step_interval > 0 && step_interval == 0) {
-    spdlog::warn("{}: checkpoint.save_step_interval {} is not used: this method cannot continue "
-                 "an epoch from a checkpoint, so it writes checkpoints at epoch ends only",
-                 loop.phase, cfg.checkpoint.save_step_interval);
+    spdlog::warn(
+        "{}: checkpoint.save_step_interval {} is not used: this method cannot continue "
+        "an epoch from a checkpoint, so it writes checkpoints at epoch ends only",
+        loop.phase, cfg.checkpoint.save_step_interval);
   }
   const int64_t resumed_step = loop.resumed ? loop.resumed->step : 0;
   if (resumed_step > 0 && !method.position()) {
@@ -132,9 +133,9 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
       return std::string("no epoch had finished, so there is nothing to resume");
     }
     return fmt::format("'{}' holds {}: continue with --resume {}", keeper.last_path(),
-                       kept_step > 0 ? fmt::format("epoch {} up to step {}", kept_epoch + 1,
-                                                   kept_step)
-                                     : fmt::format("epoch {}", kept_epoch),
+                       kept_step > 0
+                           ? fmt::format("epoch {} up to step {}", kept_epoch + 1, kept_step)
+                           : fmt::format("epoch {}", kept_epoch),
                        keeper.last_path());
   };
   FitResult result;

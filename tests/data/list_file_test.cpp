@@ -291,20 +291,21 @@ TEST(ListDataset, RepeatedImagesAndSplitsSharingImagesAreSaid) {
                               "line 1)"),
               std::string::npos)
         << log.text();
-    EXPECT_NE(log.text().find("1 of its 2 test images are also training images"),
-              std::string::npos)
+    EXPECT_NE(log.text().find("1 of its 2 test images are also training images"), std::string::npos)
         << log.text();
   }
   // One image, two labels: no way to know which is meant.
   write_text(dir / "root/train.txt", "a/1.jpg 0\nb/1.jpg 1\na/1.jpg 1\n");
-  EXPECT_NE(data_error([&] { read_list_dataset(d, split); })
-                .find("train.txt:3: 'a/1.jpg' is labelled 1 here and 0 on line 1"),
+  EXPECT_NE(data_error([&] {
+              read_list_dataset(d, split);
+            }).find("train.txt:3: 'a/1.jpg' is labelled 1 here and 0 on line 1"),
             std::string::npos);
   // The training list as the validation list would choose epochs on training images.
   write_text(dir / "root/train.txt", "a/1.jpg 0\nb/1.jpg 1\n");
   d.val_list = dir / "root/train.txt";
-  EXPECT_NE(fsa::testing::error_message<io::ConfigError>([&] { read_list_dataset(d, split); })
-                .find("is the training list"),
+  EXPECT_NE(fsa::testing::error_message<io::ConfigError>([&] {
+              read_list_dataset(d, split);
+            }).find("is the training list"),
             std::string::npos);
 }
 

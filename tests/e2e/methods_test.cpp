@@ -404,11 +404,12 @@ TEST_F(Methods, AReusedOutFolderIsRefusedUnlessResumedOrOverwritten) {
   std::string out;
   // `fsa test` into a training run's folder would replace its metrics.json.
   const auto metrics = read_text(path("ce/metrics.json"));
-  EXPECT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
-                    " --out " + path("ce"),
+  EXPECT_EQ(fsa("test --config " + path("recipe.yaml") + " --checkpoint " + phase_i() + " --out " +
+                    path("ce"),
                 &out),
             2);
-  EXPECT_NE(out.find("--out '" + path("ce") + "' holds an earlier run's outputs (checkpoints, "
+  EXPECT_NE(out.find("--out '" + path("ce") +
+                     "' holds an earlier run's outputs (checkpoints, "
                      "config.yaml, "),
             std::string::npos)
       << out;

@@ -96,8 +96,8 @@ class Kills : public ::testing::Test {
     fsa::testing::make_image_folder(data, {30, 18, 10, 6}, 5);
     write_list(data, "train");
     write_list(data, "test");
-    for (const auto& [name, dataset] : {std::pair{"recipe.yaml", kImageFolder},
-                                        std::pair{"list_recipe.yaml", kListFile}}) {
+    for (const auto& [name, dataset] :
+         {std::pair{"recipe.yaml", kImageFolder}, std::pair{"list_recipe.yaml", kListFile}}) {
       std::string cfg = kRecipe;
       cfg.replace(cfg.find("DATASET"), 7, dataset);
       cfg.replace(cfg.find("ROOT"), 4, data);
@@ -202,10 +202,10 @@ class Kills : public ::testing::Test {
       for (const int n : chosen(calls)) {
         const auto kill = fmt::format("{} {}", syscall, n);
         const auto out = path(fmt::format("{}_kill_{}_{}", reference, syscall, n));
-        const auto rc = fsa(full + " --out " + out,
-                            fmt::format("strace -f -qq -o /dev/null -e trace={} "
-                                        "-e inject={}:signal=KILL:when={} ",
-                                        syscall, syscall, n));
+        const auto rc =
+            fsa(full + " --out " + out, fmt::format("strace -f -qq -o /dev/null -e trace={} "
+                                                    "-e inject={}:signal=KILL:when={} ",
+                                                    syscall, syscall, n));
         EXPECT_EQ(rc, 128 + 9) << "kill " << kill << ": " << read_text(path("cmd.log"));
         ++s.kills;
         expect_loadable(out, kill);
@@ -253,8 +253,7 @@ TEST_F(Kills, PhaseIiiResumesBitForBitAfterAKillAtAnySavePoint) {
       << read_text(path("cmd.log"));
   const auto s = sweep("finetune",
                        "--config " + path("recipe.yaml") + " --checkpoint " +
-                           path("p1/checkpoints/last.pt") + " --analysis " +
-                           path("p2/analysis.pt"),
+                           path("p1/checkpoints/last.pt") + " --analysis " + path("p2/analysis.pt"),
                        "phase_iii", "phase_iii");
   EXPECT_GT(s.resumed, 0);
 }

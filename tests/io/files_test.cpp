@@ -54,10 +54,10 @@ TEST(Files, RunOutputsAreFsasOwnFilesOnly) {
   EXPECT_TRUE(run_outputs(dir.path()).empty());
   // What a run folder holds after Phase I with a report, a pipeline and
   // overlays; and what a user put beside them.
-  for (const char* f : {"config.yaml", "metrics.json", "log.txt", "report.html",
-                        "events.out.tfevents.1796093898.vm.9906.0", "confusion_phase_i.png",
-                        "contact_class_3.png", "stdout.log", "notes.txt", "my_plot.png",
-                        "events.txt"}) {
+  for (const char* f :
+       {"config.yaml", "metrics.json", "log.txt", "report.html",
+        "events.out.tfevents.1796093898.vm.9906.0", "confusion_phase_i.png", "contact_class_3.png",
+        "stdout.log", "notes.txt", "my_plot.png", "events.txt"}) {
     std::ofstream(dir / f) << "x";
   }
   for (const char* d : {"checkpoints", "plot_data", "phase_ii", "decouple_crt", "overlays",

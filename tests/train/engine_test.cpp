@@ -200,8 +200,7 @@ TEST(Engine, AMidEpochCheckpointResumesBitForBit) {
     method.batches_ = 4;
     method.seekable_ = true;
     method.kill_at_call_ = kill_at_call;
-    TrainingLoop loop(c, "phase_i", 1, 42, dir.string(), *model, *optimizer,
-                      model->parameters());
+    TrainingLoop loop(c, "phase_i", 1, 42, dir.string(), *model, *optimizer, model->parameters());
     if (resumed_from) {
       c.checkpoint.resume = (dir / "checkpoints/last.pt").string();
       *resumed_from = load_checkpoint(c.checkpoint.resume, *model, optimizer.get());
@@ -256,10 +255,8 @@ TEST(Engine, AMidEpochCheckpointResumesBitForBit) {
   auto optimizer = make_optimizer(cfg.train.optimizer, model->parameters());
   ScriptedMethod fixed(*model, {0.5, 0.5});
   fixed.batches_ = 4;
-  TrainingLoop loop(cfg, "phase_i", 1, 42, dir2 / "part", *model, *optimizer,
-                    model->parameters());
-  loop.resumed = load_checkpoint(dir2 / "part/checkpoints/last.pt", *model,
-                                 optimizer.get());
+  TrainingLoop loop(cfg, "phase_i", 1, 42, dir2 / "part", *model, *optimizer, model->parameters());
+  loop.resumed = load_checkpoint(dir2 / "part/checkpoints/last.pt", *model, optimizer.get());
   try {
     fit(loop, fixed);
     FAIL() << "a mid-epoch checkpoint resumed by a method that cannot seek";
