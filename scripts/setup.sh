@@ -14,6 +14,7 @@ packages=(
   libgtest-dev libbenchmark-dev
   strace                                      # kills at save points (tests/fault)
   dataset-fashion-mnist                       # the quickstart's data
+  python3-torch python3-torchvision           # tests: files that PyTorch writes
 )
 missing=()
 for p in "${packages[@]}"; do

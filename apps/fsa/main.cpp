@@ -18,6 +18,7 @@
 #include "fsa/io/config.h"
 #include "fsa/io/files.h"
 #include "fsa/io/table.h"
+#include "fsa/io/torch_file.h"
 #include "fsa/models/backbone.h"
 #include "fsa/models/summary.h"
 #include "fsa/train/checkpoint.h"
@@ -215,8 +216,10 @@ void require_file(const std::string& path, const std::string& what) {
 }  // namespace
 
 /// `fsa export`: the checkpoint's network (with its own architecture,
-/// classes and classifier kind) and description, without optimiser state.
-void export_weights(const std::string& from, const std::string& to) {
+/// classes and classifier kind) and description, without optimiser state;
+/// with `state_dict_only` just the weights, as torch.save(model.state_dict())
+/// writes them.
+void export_weights(const std::string& from, const std::string& to, bool state_dict_only) {
   const auto info = fsa::train::read_checkpoint_info(from);
   std::shared_ptr<fsa::models::Backbone> model;
   try {
@@ -234,9 +237,19 @@ void export_weights(const std::string& from, const std::string& to) {
   }
   if (classifier == "cosine") model->use_cosine_classifier();
   fsa::train::load_checkpoint(from, *model, nullptr);
-  fsa::train::save_checkpoint(to, *model, nullptr, info);
-  spdlog::info("export: the weights of '{}' ({} with {} classes, {} epochs) written to '{}'", from,
-               info.arch, info.num_classes, info.epoch, to);
+  if (state_dict_only) {
+    auto state = c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get());
+    for (const auto& p : model->named_parameters()) {
+      state.insert(p.key(), p.value().detach().contiguous());
+    }
+    for (const auto& b : model->named_buffers()) state.insert(b.key(), b.value().detach());
+    fsa::io::write_file_atomic(to, fsa::io::torch_save_bytes(state));
+  } else {
+    fsa::train::save_checkpoint(to, *model, nullptr, info);
+  }
+  spdlog::info("export: the weights of '{}' ({} with {} classes, {} epochs) written to '{}'{}",
+               from, info.arch, info.num_classes, info.epoch, to,
+               state_dict_only ? " as a plain state_dict" : "");
 }
 
 int main(int argc, char** argv) {
@@ -245,11 +258,12 @@ int main(int argc, char** argv) {
   spdlog::default_logger()->sinks().front()->set_level(spdlog::level::info);
   spdlog::set_level(spdlog::level::debug);
   spdlog::set_pattern("[%H:%M:%S] %v");
-  spdlog::flush_on(spdlog::level::info);  // log.txt is complete even if the run is killed
+  spdlog::flush_on(spdlog::level::info);     // log.txt is complete even if the run is killed
   fsa::train::install_interrupt_handlers();  // Ctrl-C: stop after the batch, keep the checkpoint
 
-  CLI::App app{"fsa: feature space augmentation for long-tailed image classification "
-               "(Chu et al., ECCV 2020)"};
+  CLI::App app{
+      "fsa: feature space augmentation for long-tailed image classification "
+      "(Chu et al., ECCV 2020)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "fsa 0.1.0");
 
@@ -344,6 +358,11 @@ int main(int argc, char** argv) {
                          "sharing, fsa test and Phases II-III (it cannot be resumed)");
   export_cmd->add_option("--checkpoint", export_ckpt, "checkpoint to export")->required();
   export_cmd->add_option("--out", export_out, "the file to write")->required();
+  bool export_state_dict = false;
+  export_cmd->add_flag("--state-dict", export_state_dict,
+                       "write only the weights, a plain state_dict that torchvision's resnetNN "
+                       "(ImageNet ResNets) or the usual CIFAR ResNet loads with strict=True, "
+                       "and model.pretrained takes");
 
   // CLI11 reads an unknown first word ("fsa trian") as a stray argument and
   // says only that a subcommand is required: name it.
@@ -367,12 +386,15 @@ int main(int argc, char** argv) {
       auto cfg = phase_config(train_o, "phase_i");
       if (!resume.empty()) cfg.checkpoint.resume = resume;
       if (!cfg.checkpoint.resume.empty()) require_file(cfg.checkpoint.resume, "checkpoint.resume");
+      if (!cfg.model.pretrained.empty() && cfg.checkpoint.resume.empty()) {
+        require_file(cfg.model.pretrained, "model.pretrained");
+      }
+      fsa::train::keep_resumed_precision(cfg);
       auto ws = fsa::train::make_workspace(cfg);
       const auto dir = out_dir(train_o, "phase_i");
       open_run_folder(dir, train_o, !cfg.checkpoint.resume.empty());
       auto r = fsa::train::run_phase_i(cfg, ws, dir);
-      spdlog::info("Phase I done: top-1 {:.2f}%, checkpoint {}", 100 * r.report.top1,
-                   r.checkpoint);
+      spdlog::info("Phase I done: top-1 {:.2f}%, checkpoint {}", 100 * r.report.top1, r.checkpoint);
     } else if (extract->parsed()) {
       auto cfg = phase_config(extract_o, "phase_ii");
       if (!extract_ckpt.empty()) cfg.checkpoint.load_checkpoint = extract_ckpt;
@@ -389,6 +411,7 @@ int main(int argc, char** argv) {
       cfg.finetune.offline = cfg.finetune.offline || offline;
       if (!finetune_resume.empty()) cfg.checkpoint.resume = finetune_resume;
       if (!cfg.checkpoint.resume.empty()) require_file(cfg.checkpoint.resume, "checkpoint.resume");
+      fsa::train::keep_resumed_precision(cfg);
       fsa::train::validate_phase_iii(cfg);
       require_file(cfg.checkpoint.load_checkpoint, "the Phase I checkpoint (--checkpoint)");
       require_file(cfg.finetune.analysis, "the Phase II analysis (--analysis)");
@@ -428,7 +451,7 @@ int main(int argc, char** argv) {
       fsa::train::run_test(cfg, ws, test_ckpt, dir);
     } else if (export_cmd->parsed()) {
       require_file(export_ckpt, "--checkpoint");
-      export_weights(export_ckpt, export_out);
+      export_weights(export_ckpt, export_out, export_state_dict);
     } else if (table->parsed()) {
       std::vector<fsa::io::ResultRow> rows;
       for (const auto& dir : table_runs) {
@@ -467,6 +490,11 @@ int main(int argc, char** argv) {
       auto doc = load_document(run_o, &source);
       auto cfg = fsa::io::parse_pipeline(doc, source);
       fsa::train::validate_pipeline(cfg);
+      if (!cfg.phase_i.model.pretrained.empty() && cfg.phase_i.checkpoint.resume.empty()) {
+        require_file(cfg.phase_i.model.pretrained, "model.pretrained");
+      }
+      fsa::train::keep_resumed_precision(cfg.phase_i);
+      fsa::train::keep_resumed_precision(cfg.phase_iii);
       auto ws = fsa::train::make_workspace(cfg.phase_i);
       fsa::train::validate_pipeline_data(cfg, ws);  // before the run folder is made
       const auto dir = run_o.out.empty() && run_o.config.empty()

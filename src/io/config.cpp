@@ -18,12 +18,32 @@ std::string join_key(const std::string& prefix, const std::string& key) {
   return prefix.empty() ? key : prefix + "." + key;
 }
 
+/// Whether doc[keys[0]][keys[1]]... is there, without inserting anything
+/// (yaml-cpp's operator[] on a missing key yields a node that throws).
+bool has_path(const YAML::Node& doc, std::initializer_list<const char*> keys) {
+  YAML::Node n;
+  n.reset(doc);
+  for (const char* key : keys) {
+    if (!n.IsMap()) return false;
+    const YAML::Node& map = n;
+    const YAML::Node next = map[key];
+    if (!next.IsDefined()) return false;
+    n.reset(next);
+  }
+  return true;
+}
+
 /// Reads one YAML map strictly: every key must be read or declared, and every
 /// value must parse as the requested type.
 class MapReader {
  public:
-  MapReader(YAML::Node node, std::string prefix, std::string source)
-      : node_(std::move(node)), prefix_(std::move(prefix)), source_(std::move(source)) {
+  MapReader(YAML::Node node, std::string prefix, std::string source,
+            std::shared_ptr<std::vector<std::string>> notices =
+                std::make_shared<std::vector<std::string>>())
+      : node_(std::move(node)),
+        prefix_(std::move(prefix)),
+        source_(std::move(source)),
+        notices_(std::move(notices)) {
     if (node_ && !node_.IsNull() && !node_.IsMap()) {
       fail(prefix_.empty() ? "<document>" : prefix_, "a mapping of keys to values");
     }
@@ -91,10 +111,22 @@ class MapReader {
   MapReader child(const std::string& key) {
     seen_.insert(key);
     YAML::Node sub = node_ && node_.IsMap() ? node_[key] : YAML::Node();
-    return MapReader(sub, join_key(prefix_, key), source_);
+    return MapReader(sub, join_key(prefix_, key), source_, notices_);
   }
 
   void ignore(const std::string& key) { seen_.insert(key); }
+
+  /// A key of the reference implementation's configs that fsa reads elsewhere
+  /// or not at all: accepted, and when present `instead` (what fsa does) is
+  /// kept for Config::notices. Returns whether the key is present.
+  bool notice(const std::string& key, const std::string& instead) {
+    seen_.insert(key);
+    if (!(node_ && node_.IsMap() && node_[key])) return false;
+    notices_->push_back(fmt::format("'{}': {}", join_key(prefix_, key), instead));
+    return true;
+  }
+
+  const std::vector<std::string>& notices() const { return *notices_; }
 
   /// True if `key` holds a mapping (a section), false if absent or a scalar.
   bool is_map(const std::string& key) const {
@@ -107,8 +139,8 @@ class MapReader {
     for (const auto& kv : node_) {
       const auto key = kv.first.as<std::string>();
       if (!seen_.count(key)) {
-        throw ConfigError(fmt::format("config {}: unknown key '{}'", source_,
-                                      join_key(prefix_, key)));
+        throw ConfigError(
+            fmt::format("config {}: unknown key '{}'", source_, join_key(prefix_, key)));
       }
     }
   }
@@ -120,6 +152,7 @@ class MapReader {
   std::string prefix_;
   std::string source_;
   std::set<std::string> seen_;
+  std::shared_ptr<std::vector<std::string>> notices_;  // shared by a reader and its children
 };
 
 /// More threads than any machine fsa runs on has cores: OpenMP would start
@@ -178,8 +211,8 @@ void parse_optimizer(MapReader r, OptimizerConfig& o) {
 
 void parse_scheduler(MapReader r, SchedulerConfig& s) {
   s.name = r.get_string("name", s.name);
-  static const std::set<std::string> known{"warmup", "MultiStepLR", "StepLR",
-                                           "CosineAnnealingLR", "constant"};
+  static const std::set<std::string> known{"warmup", "MultiStepLR", "StepLR", "CosineAnnealingLR",
+                                           "constant"};
   if (!known.count(s.name)) {
     r.fail(join_key(r.prefix(), "name"),
            fmt::format("warmup, MultiStepLR, StepLR, CosineAnnealingLR or constant, got '{}'",
@@ -228,8 +261,9 @@ void parse_loss(MapReader& t, LossConfig& l) {
   auto canonical = [](std::string name) {
     return name == "SoftmaxCrossEntropy" ? std::string("cross_entropy") : name;
   };
-  const std::string known = "cross_entropy (or SoftmaxCrossEntropy), focal, ldam or "
-                            "balanced_softmax";
+  const std::string known =
+      "cross_entropy (or SoftmaxCrossEntropy), focal, ldam or "
+      "balanced_softmax";
   auto check_name = [&](MapReader& r, const std::string& key) {
     if (l.name != "cross_entropy" && l.name != "focal" && l.name != "ldam" &&
         l.name != "balanced_softmax") {
@@ -246,8 +280,8 @@ void parse_loss(MapReader& t, LossConfig& l) {
   check_name(r, "train.loss.name");
   auto only_for = [&](const std::string& key, const std::string& loss) {
     if (l.name != loss && r.has(key)) {
-      r.fail("train.loss." + key, fmt::format("no value: only the {} loss has it, this is {}",
-                                              loss, l.name));
+      r.fail("train.loss." + key,
+             fmt::format("no value: only the {} loss has it, this is {}", loss, l.name));
     }
   };
   only_for("gamma", "focal");
@@ -285,7 +319,8 @@ void parse_sampler(MapReader& t, SamplerConfig& s) {
   if (s.name != "instance_balanced" && s.name != "class_balanced" && s.name != "square_root" &&
       s.name != "progressive") {
     t.fail("train.sampler", fmt::format("instance_balanced, class_balanced, square_root or "
-                                        "progressive, got '{}'", s.name));
+                                        "progressive, got '{}'",
+                                        s.name));
   }
 }
 
@@ -334,9 +369,20 @@ void parse_list_dataset(MapReader& d, DatasetConfig& ds) {
     }
     return;
   }
+  // The split lists' names where the reference implementation (and the
+  // literature's releases) put them, under dataset.root.
+  const auto n = canonical_dataset_name(ds.name);
+  const std::string prefix = n == "imagenetlt" ? "ImageNet_LT_"
+                             : n == "placeslt" ? "Places_LT_"
+                                               : "";
   ds.train_list = d.get_string("train_list", ds.train_list);
   ds.val_list = d.get_string("val_list", ds.val_list);
   ds.test_list = d.get_string("test_list", ds.test_list);
+  if (!prefix.empty() && ds.train_list.empty() && ds.test_list.empty() && ds.val_list.empty()) {
+    ds.train_list = prefix + "train.txt";
+    ds.test_list = prefix + "test.txt";
+    if (ds.val_fraction == 0) ds.val_list = prefix + "val.txt";
+  }
   if (ds.train_list.empty()) d.fail("dataset.train_list", "the training split list");
   if (ds.test_list.empty()) d.fail("dataset.test_list", "the test split list");
   ds.num_classes = d.get_int("num_classes", list_dataset_classes(ds.name), 0);
@@ -550,8 +596,10 @@ void apply_overrides(YAML::Node& doc, const std::vector<std::string>& overrides)
       section = section || (phase_node.IsDefined() && is_section(phase_node, parts));
     }
     if (value.IsNull() && section) {
-      throw ConfigError(fmt::format("override '{}': '{}' is a section of keys; set its keys "
-                                    "one by one instead of replacing it with null", o, key));
+      throw ConfigError(
+          fmt::format("override '{}': '{}' is a section of keys; set its keys "
+                      "one by one instead of replacing it with null",
+                      o, key));
     }
     set_at(doc, parts, value, o);
     // In a pipeline file a phase's own setting wins over the top level, so a
@@ -590,6 +638,15 @@ YAML::Node phase_document(const YAML::Node& doc, const std::string& phase) {
   return merge(shared, section);
 }
 
+bool native_bf16_cpu() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16") != 0;
+#else
+  return false;
+#endif
+}
+
 Config parse_config(const YAML::Node& doc, const std::string& source) {
   Config c;
   c.source = source;
@@ -605,26 +662,49 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
     r.fail("threads",
            fmt::format("0 (every core) or at most {} threads, got {}", kMaxThreads, c.threads));
   }
-  c.precision = r.get_string("precision", c.precision);
-  if (c.precision != "fp32" && c.precision != "bf16-mixed") {
-    r.fail("precision", fmt::format("fp32 or bf16-mixed, got '{}'", c.precision));
+  // "auto": the fast options where they are measured to keep accuracy
+  // (docs/RESULTS.md, the bf16 CE row): a CPU with native bfloat16.
+  const bool cpu = c.device.rfind("cpu", 0) == 0;
+  const bool fast = cpu && native_bf16_cpu();
+  c.precision = r.get_string("precision", "auto");
+  if (c.precision != "auto" && c.precision != "fp32" && c.precision != "bf16-mixed") {
+    r.fail("precision", fmt::format("auto, fp32 or bf16-mixed, got '{}'", c.precision));
   }
-  c.memory_format = r.get_string("memory_format", c.memory_format);
-  if (c.memory_format != "contiguous" && c.memory_format != "channels_last") {
-    r.fail("memory_format", fmt::format("contiguous or channels_last, got '{}'", c.memory_format));
+  c.precision_auto = c.precision == "auto";
+  if (c.precision_auto) c.precision = fast ? "bf16-mixed" : "fp32";
+  c.memory_format = r.get_string("memory_format", "auto");
+  if (c.memory_format != "auto" && c.memory_format != "contiguous" &&
+      c.memory_format != "channels_last") {
+    r.fail("memory_format",
+           fmt::format("auto, contiguous or channels_last, got '{}'", c.memory_format));
   }
-  r.ignore("phase");  // the reference's train/test switch: subcommands decide here
-  r.ignore("tensorboard");
+  c.memory_format_auto = c.memory_format == "auto";
+  if (c.memory_format_auto) {  // NHWC goes with bfloat16 on the CPU (the measured pair)
+    c.memory_format = cpu && c.precision == "bf16-mixed" ? "channels_last" : "contiguous";
+  }
+  // The reference implementation's keys that fsa takes elsewhere (README,
+  // "Configs of the reference implementation").
+  r.notice("phase", "the command chooses the phase here (fsa train, extract, finetune, run)");
+  r.notice("tensorboard",
+           "TensorBoard scalars are always written to the run folder (--out), tb/ inside it");
+  r.notice("vis", "class activation maps and fused samples are drawn by `fsa visualize`");
+  std::string reference_cam_layer;  // finetune.cam_layer, read before the feature section
 
   {
     auto d = r.child("dataset");
     c.dataset.name = d.get_string("name", c.dataset.name);
+    if (canonical_dataset_name(c.dataset.name) == "example") {
+      d.fail("dataset.name",
+             "a dataset fsa knows; 'example' is the reference implementation's sample "
+             "dataset: fsa's nearest is ImageFolder-LT (dataset.root holding train/ and test/ "
+             "folders of one folder per class)");
+    }
     c.dataset.root = d.get_string("root", c.dataset.root);
     auto k = d.child("kwargs");
     c.dataset.imbalance_factor = k.get_double("im", c.dataset.imbalance_factor);
     if (c.dataset.imbalance_factor < 1) {
-      k.fail("dataset.kwargs.im", fmt::format("an imbalance factor >= 1, got {}",
-                                              c.dataset.imbalance_factor));
+      k.fail("dataset.kwargs.im",
+             fmt::format("an imbalance factor >= 1, got {}", c.dataset.imbalance_factor));
     }
     k.finish();
     auto n = d.child("normalize");
@@ -660,10 +740,21 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
     if (c.model.classifier != "linear" && c.model.classifier != "cosine") {
       m.fail("model.classifier", fmt::format("linear or cosine, got '{}'", c.model.classifier));
     }
-    auto k = m.child("kwargs");
-    if (k.get_bool("pretrained", false)) {
-      k.fail("model.kwargs.pretrained", "false (fsa downloads nothing; start from a checkpoint)");
+    c.model.pretrained = m.get_string("pretrained", "");
+    if (c.model.pretrained == "false") c.model.pretrained.clear();
+    if (c.model.pretrained == "true") {
+      m.fail("model.pretrained",
+             "the path of a torch.save file of weights, or false (fsa downloads nothing: save "
+             "torchvision's weights with torch.save(model.state_dict(), 'resnet.pth') and give "
+             "that file)");
     }
+    auto k = m.child("kwargs");
+    if (k.get_bool("pretrained", false)) {  // the reference implementation's switch
+      k.fail("model.kwargs.pretrained",
+             "false (fsa downloads nothing; give model.pretrained: PATH, a torch.save file of "
+             "the weights)");
+    }
+    k.notice("pretrained", "false is the default; weights are given as model.pretrained: PATH");
     k.finish();
     m.finish();
   }
@@ -676,13 +767,24 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
     if (c.train.loss.weighting == "drw" && c.train.loss.drw_epoch >= c.train.num_epoch) {
       t.fail("train.loss.drw_epoch",
              fmt::format("an epoch before train.num_epoch = {} (deferred re-weighting would "
-                         "never start), got {}", c.train.num_epoch, c.train.loss.drw_epoch));
+                         "never start), got {}",
+                         c.train.num_epoch, c.train.loss.drw_epoch));
     }
     if (t.has("gradient_clip")) {
       c.train.gradient_clip = t.get_double("gradient_clip", 0);
       if (*c.train.gradient_clip <= 0) t.fail("train.gradient_clip", "a positive norm or null");
     }
     parse_optimizer(t.child("optimizer"), c.train.optimizer);
+    if (t.has("lr")) {  // the reference's Phase III learning rate
+      const double lr = t.get_double("lr", 0);
+      if (lr <= 0) t.fail("train.lr", "a positive learning rate");
+      if (has_path(doc, {"train", "optimizer", "kwargs", "lr"})) {
+        t.notice("lr", "train.optimizer.kwargs.lr is given and is used");
+      } else {
+        c.train.optimizer.lr = lr;
+        t.notice("lr", fmt::format("taken as train.optimizer.kwargs.lr ({})", lr));
+      }
+    }
     parse_scheduler(t.child("lr_scheduler"), c.train.lr_scheduler);
     if (c.train.lr_scheduler.t_max == 0) c.train.lr_scheduler.t_max = c.train.num_epoch;
     t.finish();
@@ -697,7 +799,7 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
   }
   {
     auto k = r.child("checkpoint");
-    k.ignore("path");  // the reference's checkpoint root: --out decides here
+    k.notice("path", "checkpoints are written to the run folder (--out), checkpoints/ inside it");
     c.checkpoint.load_checkpoint = k.get_string("load_checkpoint", "");
     c.checkpoint.resume = k.get_string("resume", "");
     c.checkpoint.save_checkpoint_interval = k.get_int("save_checkpoint_interval", 0, 0);
@@ -706,7 +808,7 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
   }
   {
     auto l = r.child("log");
-    l.ignore("path");
+    l.notice("path", "the log is the run folder's log.txt (--out)");
     c.log.log_interval = l.get_int("log_interval", c.log.log_interval, 1);
     c.log.progress = l.get_string("progress", c.log.progress);
     if (c.log.progress != "auto" && c.log.progress != "bar" && c.log.progress != "lines" &&
@@ -722,11 +824,14 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
     ft.Nf = f.get_int("Nf", ft.Nf, 1);
     ft.ts = f.get_double("ts", ft.ts);
     ft.tg = f.get_double("tg", ft.tg);
-    if (ft.ts < 0 || ft.ts > 1) f.fail("finetune.ts", fmt::format("a threshold in [0, 1], got {}", ft.ts));
-    if (ft.tg < 0 || ft.tg > 1) f.fail("finetune.tg", fmt::format("a threshold in [0, 1], got {}", ft.tg));
+    if (ft.ts < 0 || ft.ts > 1)
+      f.fail("finetune.ts", fmt::format("a threshold in [0, 1], got {}", ft.ts));
+    if (ft.tg < 0 || ft.tg > 1)
+      f.fail("finetune.tg", fmt::format("a threshold in [0, 1], got {}", ft.tg));
     if (ft.ts < ft.tg) {
       f.fail("finetune.ts", fmt::format("ts >= tg (class-specific above class-generic), got ts={} "
-                                        "tg={}", ft.ts, ft.tg));
+                                        "tg={}",
+                                        ft.ts, ft.tg));
     }
     ft.confusing_from = f.get_string("confusing_from", ft.confusing_from);
     if (ft.confusing_from != "head" && ft.confusing_from != "all") {
@@ -746,6 +851,12 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
       }
     }
     ft.offline = f.get_bool("offline", ft.offline);
+    if (f.has("cam_layer")) {  // the reference's Phase III CAM layer
+      reference_cam_layer = f.get_string("cam_layer", "");
+      f.notice("cam_layer", has_path(doc, {"feature", "cam_layers"})
+                                ? "feature.cam_layers is given and is used"
+                                : "taken as feature.cam_layers (" + reference_cam_layer + ")");
+    }
     ft.analysis = f.get_string("analysis", ft.analysis);
     const int64_t group = 2 * (1 + ft.Na);
     if (f.has("Nt")) {
@@ -766,8 +877,8 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
              fmt::format("crt, lws or tau_norm, got '{}'", c.decoupling.method));
     }
     if (c.decoupling.method != "tau_norm" && d.has("tau")) {
-      d.fail("decoupling.tau", fmt::format("no value: only tau_norm has τ, the method is {}",
-                                           c.decoupling.method));
+      d.fail("decoupling.tau",
+             fmt::format("no value: only tau_norm has τ, the method is {}", c.decoupling.method));
     }
     // τ: a number, or `search` (the best of kTauGrid on the validation split).
     c.decoupling.tau_search = d.has("tau") && d.get_string("tau", "") == "search";
@@ -782,7 +893,7 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
   }
   {
     auto f = r.child("feature");
-    f.ignore("path");
+    f.notice("path", "Phase II writes analysis.pt and features.pt to its run folder (--out)");
     if (f.has("cam_layers")) {
       // The reference takes a comma-separated string; a one-element list works too.
       std::vector<std::string> layers;
@@ -794,7 +905,8 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
         size_t start = 0;
         while (start <= s.size()) {
           auto comma = s.find(',', start);
-          auto part = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+          auto part =
+              s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
           part.erase(0, part.find_first_not_of(" \t"));
           part.erase(part.find_last_not_of(" \t") + 1);
           if (!part.empty()) layers.push_back(part);
@@ -807,10 +919,14 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
       }
       c.feature.cam_layer = layers[0];
     }
+    if (!f.has("cam_layers") && !reference_cam_layer.empty()) {
+      c.feature.cam_layer = reference_cam_layer;
+    }
     c.feature.store = f.get_bool("store", c.feature.store);
     f.finish();
   }
   r.finish();
+  c.notices = r.notices();
   return c;
 }
 
@@ -849,8 +965,8 @@ std::string to_yaml(const Config& c) {
   e << YAML::Key << "dataset" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "name" << YAML::Value << c.dataset.name;
   e << YAML::Key << "root" << YAML::Value << c.dataset.root;
-  e << YAML::Key << "kwargs" << YAML::Value << YAML::BeginMap << YAML::Key << "im"
-    << YAML::Value << c.dataset.imbalance_factor << YAML::EndMap;
+  e << YAML::Key << "kwargs" << YAML::Value << YAML::BeginMap << YAML::Key << "im" << YAML::Value
+    << c.dataset.imbalance_factor << YAML::EndMap;
   e << YAML::Key << "normalize" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "mean" << YAML::Value << YAML::Flow << c.dataset.mean;
   e << YAML::Key << "std" << YAML::Value << YAML::Flow << c.dataset.std;
@@ -876,9 +992,11 @@ std::string to_yaml(const Config& c) {
     e << YAML::EndMap;
   }
   e << YAML::EndMap;
-  e << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "name"
-    << YAML::Value << c.model.name << YAML::Key << "classifier" << YAML::Value
-    << c.model.classifier << YAML::EndMap;
+  e << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "name" << YAML::Value
+    << c.model.name << YAML::Key << "classifier" << YAML::Value << c.model.classifier;
+  if (!c.model.pretrained.empty())
+    e << YAML::Key << "pretrained" << YAML::Value << c.model.pretrained;
+  e << YAML::EndMap;
 
   const auto& t = c.train;
   e << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
@@ -949,8 +1067,8 @@ std::string to_yaml(const Config& c) {
   e << YAML::Key << "save_step_interval" << YAML::Value << c.checkpoint.save_step_interval;
   e << YAML::EndMap;
   e << YAML::Key << "log" << YAML::Value << YAML::BeginMap << YAML::Key << "log_interval"
-    << YAML::Value << c.log.log_interval << YAML::Key << "progress" << YAML::Value
-    << c.log.progress << YAML::EndMap;
+    << YAML::Value << c.log.log_interval << YAML::Key << "progress" << YAML::Value << c.log.progress
+    << YAML::EndMap;
   const auto& f = c.finetune;
   e << YAML::Key << "finetune" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "Na" << YAML::Value << f.Na;

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "fsa/io/files.h"
+#include "fsa/io/torch_file.h"
 #include "internal.h"
 
 namespace fsa::train {
@@ -26,18 +27,14 @@ c10::impl::GenericDict read_dict(const std::string& path) {
   if (const auto problem = io::file_problem(path); !problem.empty()) {
     throw CheckpointError(fmt::format("checkpoint '{}' {}", path, problem));
   }
-  std::vector<char> bytes;
-  try {
-    bytes = io::read_file(path);
-  } catch (const std::exception& e) {
-    throw CheckpointError(e.what());
-  }
   c10::IValue value;
   try {
-    value = torch::pickle_load(bytes);
+    value = io::with_doubles(io::read_torch_file(path));
   } catch (const std::exception& e) {
-    throw CheckpointError(fmt::format("checkpoint '{}' is truncated or not an fsa checkpoint "
-                                      "(a pickled dict): {}", path, detail::short_message(e)));
+    throw CheckpointError(
+        fmt::format("checkpoint {} (expected an fsa checkpoint: a torch.save "
+                    "file of a dict)",
+                    detail::short_message(e)));
   }
   if (!value.isGenericDict()) {
     throw CheckpointError(fmt::format("checkpoint '{}' does not hold a dict", path));
@@ -97,9 +94,11 @@ void check_weights_checksum(const c10::impl::GenericDict& d, const std::string& 
 
 CheckpointInfo info_of(const c10::impl::GenericDict& d, const std::string& path) {
   if (d.contains("score_matrix") || d.contains("cams")) {
-    throw CheckpointError(fmt::format("'{}' is a Phase II file (analysis.pt or features.pt), not "
-                                      "a checkpoint; expected a Phase I or III checkpoint "
-                                      "(checkpoints/last.pt)", path));
+    throw CheckpointError(
+        fmt::format("'{}' is a Phase II file (analysis.pt or features.pt), not "
+                    "a checkpoint; expected a Phase I or III checkpoint "
+                    "(checkpoints/last.pt)",
+                    path));
   }
   if (!detail::check_seal(d, path, "checkpoint")) check_weights_checksum(d, path);
   CheckpointInfo info;
@@ -109,7 +108,8 @@ CheckpointInfo info_of(const c10::impl::GenericDict& d, const std::string& path)
   info.phase = field(d, "phase", path, [](const c10::IValue& v) { return v.toStringRef(); });
   info.arch = field(d, "arch", path, [](const c10::IValue& v) { return v.toStringRef(); });
   info.num_classes = field(d, "num_classes", path, [](const c10::IValue& v) { return v.toInt(); });
-  info.cam_layer = field(d, "cam_layer", path, [](const c10::IValue& v) { return v.toStringRef(); });
+  info.cam_layer =
+      field(d, "cam_layer", path, [](const c10::IValue& v) { return v.toStringRef(); });
   info.config = field(d, "config", path, [](const c10::IValue& v) { return v.toStringRef(); });
   info.history = field(d, "history", path, [](const c10::IValue& v) { return v.toStringRef(); });
   if (d.contains("fingerprint")) {
@@ -277,22 +277,22 @@ void save_checkpoint(const std::string& path, models::Backbone& model,
     d.insert("class_names", names);
   }
   detail::seal(d);
-  io::write_file_atomic(path, torch::pickle_save(d));
+  io::write_file_atomic(path, io::torch_save_bytes(d));
 }
 
 CheckpointInfo read_checkpoint_info(const std::string& path) {
   return info_of(read_dict(path), path);
 }
 
-
 CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
                                torch::optim::Optimizer* optimizer) {
   const auto d = read_dict(path);
   const auto info = info_of(d, path);
   if (info.arch != model.arch() || info.num_classes != model.num_classes()) {
-    throw CheckpointError(fmt::format("checkpoint '{}' holds {} with {} classes; the config asks "
-                                      "for {} with {} classes", path, info.arch, info.num_classes,
-                                      model.arch(), model.num_classes()));
+    throw CheckpointError(
+        fmt::format("checkpoint '{}' holds {} with {} classes; the config asks "
+                    "for {} with {} classes",
+                    path, info.arch, info.num_classes, model.arch(), model.num_classes()));
   }
   const auto state =
       field(d, "state_dict", path, [](const c10::IValue& v) { return v.toGenericDict(); });
@@ -316,7 +316,8 @@ CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
     }
     if (it->second.sizes() != target.sizes()) {
       throw CheckpointError(fmt::format("checkpoint '{}': '{}' has shape {}, the model expects {}",
-                                        path, name, c10::str(it->second.sizes()), c10::str(target.sizes())));
+                                        path, name, c10::str(it->second.sizes()),
+                                        c10::str(target.sizes())));
     }
     target.copy_(it->second);
   };
@@ -356,8 +357,10 @@ CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
       archive.load_from(is, device);
       optimizer->load(archive);
     } catch (const c10::Error& e) {
-      throw CheckpointError(fmt::format("checkpoint '{}': optimiser state does not match this "
-                                        "optimiser", path));
+      throw CheckpointError(
+          fmt::format("checkpoint '{}': optimiser state does not match this "
+                      "optimiser",
+                      path));
     }
   }
   return info;

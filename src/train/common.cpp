@@ -216,7 +216,9 @@ std::shared_ptr<models::Backbone> build_model(const io::Config& cfg, const Works
 }
 
 RunningStats::RunningStats(torch::Device device, std::string phase, int64_t epoch)
-    : phase_(std::move(phase)), epoch_(epoch), sync_every_(device.is_cuda() ? 20 : 1),
+    : phase_(std::move(phase)),
+      epoch_(epoch),
+      sync_every_(device.is_cuda() ? 20 : 1),
       loss_sum_(torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device))),
       correct_(torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(device))) {}
 
@@ -248,8 +250,8 @@ void RunningStats::sync(int64_t batch) {
   if (!std::isfinite(host_loss_)) {
     throw TrainingError(fmt::format(
         "{}: the loss became {} at epoch {}, by batch {}; training diverged (try a lower "
-        "train.optimizer.kwargs.lr or set train.gradient_clip)", phase_, host_loss_, epoch_,
-        batch));
+        "train.optimizer.kwargs.lr or set train.gradient_clip)",
+        phase_, host_loss_, epoch_, batch));
   }
 }
 
@@ -402,18 +404,40 @@ torch::Device parse_device(const std::string& name) {
   }
   if (device.is_cuda()) {
     if (!torch::cuda::is_available()) {
-      throw io::ConfigError(fmt::format("device '{}': this fsa build or machine has no CUDA GPU; "
-                                        "use --device cpu", name));
+      throw io::ConfigError(
+          fmt::format("device '{}': this fsa build or machine has no CUDA GPU; "
+                      "use --device cpu",
+                      name));
     }
     const auto index = device.has_index() ? device.index() : 0;
     if (index >= static_cast<int64_t>(torch::cuda::device_count())) {
-      throw io::ConfigError(fmt::format("device '{}': only {} CUDA device(s)", name,
-                                        torch::cuda::device_count()));
+      throw io::ConfigError(
+          fmt::format("device '{}': only {} CUDA device(s)", name, torch::cuda::device_count()));
     }
   } else if (!device.is_cpu()) {
     throw io::ConfigError(fmt::format("device '{}': expected cpu, cuda or cuda:N", name));
   }
   return device;
+}
+
+void keep_resumed_precision(io::Config& cfg) {
+  if (cfg.checkpoint.resume.empty() || !(cfg.precision_auto || cfg.memory_format_auto)) return;
+  YAML::Node before;
+  try {
+    before = YAML::Load(read_checkpoint_info(cfg.checkpoint.resume).config);
+  } catch (const YAML::Exception&) {
+    return;  // check_resume reports a config it cannot compare
+  }
+  const auto adopt = [&](bool is_auto, const char* key, std::string& value) {
+    if (!is_auto || !before.IsMap() || !before[key] || !before[key].IsScalar()) return;
+    const auto began = before[key].as<std::string>();
+    if (began == value) return;
+    spdlog::info("{} 'auto': {} as the run in '{}' began (a new run here would use {})", key, began,
+                 cfg.checkpoint.resume, value);
+    value = began;
+  };
+  adopt(cfg.precision_auto, "precision", cfg.precision);
+  adopt(cfg.memory_format_auto, "memory_format", cfg.memory_format);
 }
 
 Workspace make_workspace(const io::Config& cfg) {
@@ -437,7 +461,8 @@ Workspace make_workspace(const io::Config& cfg) {
       if (ws.data.class_counts[c] < 1) {
         throw io::ConfigError(fmt::format(
             "config {}: key 'test.logit_adjust_tau': class {} has no training image, so its prior "
-            "log π is −∞; logit adjustment needs every class in the training set", cfg.source, c));
+            "log π is −∞; logit adjustment needs every class in the training set",
+            cfg.source, c));
       }
     }
   }
@@ -467,12 +492,31 @@ Workspace make_workspace(const io::Config& cfg) {
                             : "dataset.val_list")
           : std::string(),
       threads, ws.device.str(), cfg.precision, cfg.memory_format);
+  if (!cfg.notices.empty()) {
+    spdlog::info(
+        "config {}: {} key{} of the reference implementation's layout, taken as "
+        "follows:\n  {}",
+        cfg.source, cfg.notices.size(), cfg.notices.size() == 1 ? "" : "s",
+        fmt::join(cfg.notices, "\n  "));
+  }
+  if (cfg.precision_auto || cfg.memory_format_auto) {
+    spdlog::info(
+        "precision and memory format 'auto': {}; set precision and memory_format to choose",
+        ws.device.is_cuda() ? "fp32 and contiguous on CUDA (bf16-mixed is an option there, not "
+                              "yet measured on the full schedule)"
+        : io::native_bf16_cpu()
+            ? "bf16-mixed, as this CPU has native bfloat16 (AVX-512 BF16), with channels_last "
+              "beside it; the full CIFAR-10-LT schedule lands within 0.1 point of fp32 "
+              "(docs/RESULTS.md)"
+            : "fp32, as this CPU has no native bfloat16 (emulated bfloat16 is slower than "
+              "fp32); channels_last goes with bf16-mixed only");
+  }
   return ws;
 }
 
 eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
-                      const data::LongTailDataset& train, torch::Device device,
-                      int64_t batch_size, bool bf16_mixed, double logit_adjust_tau) {
+                      const data::LongTailDataset& train, torch::Device device, int64_t batch_size,
+                      bool bf16_mixed, double logit_adjust_tau) {
   torch::NoGradGuard no_grad;
   model.eval();
   data::SequentialBatches input(train, test, batch_size, device);
@@ -551,12 +595,12 @@ PhaseResult run_test(const io::Config& cfg, Workspace& ws, const std::string& ch
   r.report = evaluate(*model, ws.data.test, ws.data, ws.device, cfg.test.batch_size,
                       cfg.bf16_mixed(), cfg.test.logit_adjust_tau);
   if (!std::isfinite(r.report.loss)) {
-    throw TrainingError(fmt::format("checkpoint '{}' gives a test loss of {}: its weights have "
-                                    "diverged, so its accuracy means nothing",
-                                    checkpoint, r.report.loss));
+    throw TrainingError(
+        fmt::format("checkpoint '{}' gives a test loss of {}: its weights have "
+                    "diverged, so its accuracy means nothing",
+                    checkpoint, r.report.loss));
   }
-  r.metrics = {{"test", report_json(r.report, ws.data.class_counts)},
-               {"checkpoint", checkpoint}};
+  r.metrics = {{"test", report_json(r.report, ws.data.class_counts)}, {"checkpoint", checkpoint}};
   if (cfg.test.logit_adjust_tau != 0) {
     r.metrics["test"]["logit_adjust_tau"] = cfg.test.logit_adjust_tau;
   }

@@ -1,6 +1,7 @@
 // Phase I: initial feature learning on the long-tailed set (METHOD.md), with
 // the configured loss (train/loss.h) and sampler (data/sampler.h).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include "fsa/train/loss.h"
 #include "fsa/train/phases.h"
 #include "fsa/train/precision.h"
+#include "fsa/train/pretrained.h"
 #include "fsa/train/schedule.h"
 #include "internal.h"
 
@@ -23,7 +25,9 @@ namespace {
 class WholeNetwork : public TrainingMethod {
  public:
   WholeNetwork(const io::Config& cfg, Workspace& ws, models::Backbone& model)
-      : cfg_(cfg), ws_(ws), model_(model),
+      : cfg_(cfg),
+        ws_(ws),
+        model_(model),
         input_(ws.data, cfg.train.batch_size, ws.seed, ws.device, cfg.train.sampler.name,
                cfg.train.num_epoch),
         criterion_(cfg.train.loss, ws.data.class_counts, ws.device) {}
@@ -77,6 +81,21 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
   auto model = detail::build_model(cfg, ws);
   // The loss and sampler are checked against the data before anything is written.
   WholeNetwork method(cfg, ws, *model);
+  if (!cfg.model.pretrained.empty() && cfg.checkpoint.resume.empty() &&
+      cfg.checkpoint.load_checkpoint.empty()) {  // before the run folder: a bad file writes nothing
+    const auto p = load_pretrained(cfg.model.pretrained, *model);
+    spdlog::info("phase_i: starting from the weights in '{}' (model.pretrained): {} tensors{}{}",
+                 cfg.model.pretrained, p.loaded,
+                 p.reinitialised.empty()
+                     ? std::string()
+                     : fmt::format("; classifier {} initialised afresh ({})",
+                                   fmt::join(p.reinitialised, ", "),
+                                   model->cosine_classifier()
+                                       ? "model.classifier is cosine"
+                                       : fmt::format("{} classes here", model->num_classes())),
+                 p.duplicates > 0 ? fmt::format("; {} duplicate names skipped", p.duplicates)
+                                  : std::string());
+  }
   detail::prepare_out_dir(out_dir, cfg);
   auto optimizer = make_optimizer(cfg.train.optimizer, model->parameters());
 
@@ -99,9 +118,10 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
                    : std::string());
 
   if (cfg.train.loss.name == "ldam" && cfg.model.classifier != "cosine") {
-    spdlog::warn("phase_i: LDAM scales the logits by {}; Cao et al. train it on a cosine "
-                 "classifier (model.classifier: cosine), whose logits lie in [-1, 1]",
-                 cfg.train.loss.scale);
+    spdlog::warn(
+        "phase_i: LDAM scales the logits by {}; Cao et al. train it on a cosine "
+        "classifier (model.classifier: cosine), whose logits lie in [-1, 1]",
+        cfg.train.loss.scale);
   }
   const auto fitted = fit(loop, method);
   auto result = detail::phase_result(fitted, cfg, ws);

@@ -11,6 +11,7 @@
 #include "fsa/cam/cam.h"
 #include "fsa/data/inputs.h"
 #include "fsa/io/files.h"
+#include "fsa/io/torch_file.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/engine.h"
 #include "fsa/train/phases.h"
@@ -127,12 +128,13 @@ Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& c
   d.insert("checkpoint", checkpoint);
   d.insert("checkpoint_checksum", phase_i.checksum);
   detail::seal(d);
-  io::write_file_atomic((fs::path(out_dir) / "analysis.pt").string(), torch::pickle_save(d));
+  io::write_file_atomic((fs::path(out_dir) / "analysis.pt").string(), io::torch_save_bytes(d));
 
   std::ostringstream txt;
-  txt << fmt::format("# Confusing classes of each tail class (Nf = {}, drawn from {} classes)\n"
-                     "# S[c][t]: mean softmax score of class t over training images of class c\n",
-                     cfg.finetune.Nf, cfg.finetune.confusing_from);
+  txt << fmt::format(
+      "# Confusing classes of each tail class (Nf = {}, drawn from {} classes)\n"
+      "# S[c][t]: mean softmax score of class t over training images of class c\n",
+      cfg.finetune.Nf, cfg.finetune.confusing_from);
   const auto& names = train.class_names;
   auto s = result.score_matrix.accessor<float, 2>();
   for (int64_t t = 0; t < num_classes; ++t) {
@@ -153,7 +155,8 @@ Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& c
     store.insert("fingerprint", fingerprint_dict(result.fingerprint));
     store.insert("cam_layer", layer);
     detail::seal(store);
-    io::write_file_atomic((fs::path(out_dir) / "features.pt").string(), torch::pickle_save(store));
+    io::write_file_atomic((fs::path(out_dir) / "features.pt").string(),
+                          io::torch_save_bytes(store));
   }
   spdlog::info("phase_ii: score matrix and confusing classes of {} tail classes written to {}{}",
                std::count(ws.data.head.begin(), ws.data.head.end(), false), out_dir,
@@ -163,12 +166,14 @@ Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& c
 
 Analysis load_analysis(const std::string& path) {
   if (!fs::exists(path)) {
-    throw CheckpointError(fmt::format("Phase II analysis '{}' does not exist (run `fsa extract` "
-                                      "first)", path));
+    throw CheckpointError(
+        fmt::format("Phase II analysis '{}' does not exist (run `fsa extract` "
+                    "first)",
+                    path));
   }
   c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
   try {
-    d = torch::pickle_load(io::read_file(path)).toGenericDict();
+    d = io::with_doubles(io::read_torch_file(path)).toGenericDict();
   } catch (const std::exception& e) {  // unreadable, not a pickle, not a dict
     throw CheckpointError(
         fmt::format("Phase II analysis '{}' is not a readable analysis.pt "
@@ -196,9 +201,10 @@ Analysis load_analysis(const std::string& path) {
     }
     return a;
   } catch (const std::exception& e) {  // unreadable, not a pickle, or not an analysis dict
-    throw CheckpointError(fmt::format("Phase II analysis '{}' is not a readable analysis.pt "
-                                      "(written by `fsa extract`): {}", path,
-                                      detail::short_message(e)));
+    throw CheckpointError(
+        fmt::format("Phase II analysis '{}' is not a readable analysis.pt "
+                    "(written by `fsa extract`): {}",
+                    path, detail::short_message(e)));
   }
 }
 

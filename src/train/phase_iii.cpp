@@ -15,6 +15,7 @@
 #include "fsa/cam/cam.h"
 #include "fsa/data/inputs.h"
 #include "fsa/io/files.h"
+#include "fsa/io/torch_file.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/engine.h"
 #include "fsa/train/fsa_batch.h"
@@ -32,13 +33,15 @@ namespace {
 FeatureStore load_store(const std::string& path, const data::Fingerprint& expected,
                         const std::string& cam_layer) {
   if (!fs::exists(path)) {
-    throw CheckpointError(fmt::format("offline fine-tuning needs the feature store '{}'; run "
-                                      "Phase II with feature.store: true", path));
+    throw CheckpointError(
+        fmt::format("offline fine-tuning needs the feature store '{}'; run "
+                    "Phase II with feature.store: true",
+                    path));
   }
   c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
   data::Fingerprint stored;
   try {
-    d = torch::pickle_load(io::read_file(path)).toGenericDict();
+    d = io::with_doubles(io::read_torch_file(path)).toGenericDict();
     detail::check_seal(d, path, "feature store");
     stored = detail::fingerprint_from(d.at("fingerprint").toGenericDict());
     d.at("cam_layer").toStringRef();
@@ -47,14 +50,17 @@ FeatureStore load_store(const std::string& path, const data::Fingerprint& expect
   } catch (const CheckpointError&) {
     throw;
   } catch (const std::exception& e) {
-    throw CheckpointError(fmt::format("feature store '{}' is not a readable features.pt (written "
-                                      "by `fsa extract --store`): {}", path,
-                                      detail::short_message(e)));
+    throw CheckpointError(
+        fmt::format("feature store '{}' is not a readable features.pt (written "
+                    "by `fsa extract --store`): {}",
+                    path, detail::short_message(e)));
   }
   const auto diff = stored.differences(expected);
   if (!diff.empty()) {
-    throw CheckpointError(fmt::format("feature store '{}' was made from another training set "
-                                      "(stored vs now: {})", path, diff));
+    throw CheckpointError(
+        fmt::format("feature store '{}' was made from another training set "
+                    "(stored vs now: {})",
+                    path, diff));
   }
   if (d.at("cam_layer").toStringRef() != cam_layer) {
     throw CheckpointError(fmt::format("feature store '{}' holds maps at {}, the config asks for {}",
@@ -92,8 +98,8 @@ CheckpointInfo resume_head(const io::Config& cfg, models::Backbone& model,
     if (!torch::equal(p.detach(), f_before[i++])) {
       throw CheckpointError(fmt::format(
           "checkpoint.resume '{}' was fine-tuned from another Phase I network than '{}'; "
-          "resume with the --checkpoint the run started from", cfg.checkpoint.resume,
-          checkpoint));
+          "resume with the --checkpoint the run started from",
+          cfg.checkpoint.resume, checkpoint));
     }
   }
   return info;
@@ -191,14 +197,15 @@ void validate_phase_iii(const io::Config& cfg) {
   if (cfg.train.sampler.name != "instance_balanced") {
     throw io::ConfigError(fmt::format(
         "config {}: key 'train.sampler': Phase III draws its own balanced groups (METHOD.md), so "
-        "a sampler ({}) would be ignored; set train.sampler under phase_i only", cfg.source,
-        cfg.train.sampler.name));
+        "a sampler ({}) would be ignored; set train.sampler under phase_i only",
+        cfg.source, cfg.train.sampler.name));
   }
   const int64_t group = 2 * (1 + cfg.finetune.Na);
   if (cfg.train.batch_size < group) {
     throw io::ConfigError(fmt::format(
         "config {}: key 'train.batch_size': expected at least one group of 2*(1+Na) = {} feature "
-        "maps, got {}", cfg.source, group, cfg.train.batch_size));
+        "maps, got {}",
+        cfg.source, group, cfg.train.batch_size));
   }
 }
 
@@ -206,9 +213,11 @@ Analysis load_matching_analysis(const std::string& path, const Workspace& ws) {
   auto analysis = load_analysis(path);
   const auto diff = analysis.fingerprint.differences(ws.data.fingerprint);
   if (!diff.empty()) {
-    throw CheckpointError(fmt::format("Phase II analysis '{}' was made from another training set "
-                                      "than this config describes (analysis vs now: {}); rerun "
-                                      "Phase II with this config", path, diff));
+    throw CheckpointError(
+        fmt::format("Phase II analysis '{}' was made from another training set "
+                    "than this config describes (analysis vs now: {}); rerun "
+                    "Phase II with this config",
+                    path, diff));
   }
   // The file's own structure: a damaged or hand-edited analysis must stop
   // here, not index past a class's image list.
@@ -216,10 +225,10 @@ Analysis load_matching_analysis(const std::string& path, const Workspace& ws) {
   const auto& k = analysis.confusing;
   if (k.dim() != 2 || k.size(0) != classes || k.size(1) != classes - 1 ||
       k.scalar_type() != torch::kInt64) {
-    throw CheckpointError(fmt::format("Phase II analysis '{}' is malformed: its confusing-class "
-                                      "table is {} {}, expected int64 [{}, {}]", path,
-                                      c10::toString(k.scalar_type()), c10::str(k.sizes()),
-                                      classes, classes - 1));
+    throw CheckpointError(fmt::format(
+        "Phase II analysis '{}' is malformed: its confusing-class "
+        "table is {} {}, expected int64 [{}, {}]",
+        path, c10::toString(k.scalar_type()), c10::str(k.sizes()), classes, classes - 1));
   }
   const auto table = k.cpu().contiguous();
   const auto* v = table.data_ptr<int64_t>();
@@ -231,14 +240,15 @@ Analysis load_matching_analysis(const std::string& path, const Workspace& ws) {
       if (c < 0 || c >= classes || c == t) {
         throw CheckpointError(fmt::format(
             "Phase II analysis '{}' is corrupt: confusing class {} of class {} is not another "
-            "class of the {} (expected 0..{} except {}, or -1)", path, c, t, classes,
-            classes - 1, t));
+            "class of the {} (expected 0..{} except {}, or -1)",
+            path, c, t, classes, classes - 1, t));
       }
       if (analysis.confusing_from == "head" && !ws.data.head[size_t(c)]) {
         throw CheckpointError(fmt::format(
             "Phase II analysis '{}' lists class {} as confusing for tail class {}, but class {} "
             "is a tail class under this config's head/tail split (finetune.head_ratio, "
-            "finetune.head_classes); rerun Phase II with this config", path, c, t, c));
+            "finetune.head_classes); rerun Phase II with this config",
+            path, c, t, c));
       }
     }
   }
@@ -254,8 +264,8 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
   const auto analysis = load_matching_analysis(analysis_path, ws);
   const auto& layer = cfg.feature.cam_layer;
   if (analysis.cam_layer != layer && ft.offline) {
-    throw io::ConfigError(fmt::format("feature.cam_layers is {}, the offline store holds {}",
-                                      layer, analysis.cam_layer));
+    throw io::ConfigError(fmt::format("feature.cam_layers is {}, the offline store holds {}", layer,
+                                      analysis.cam_layer));
   }
   detail::prepare_out_dir(out_dir, cfg);
   auto model = detail::build_model(cfg, ws);
@@ -308,11 +318,12 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
         layer);
   }
   FineTuneHead method(cfg, ws, *model, sampler, builder, eval_maps);
-  spdlog::info("phase_iii ({}): {} tail images, {} groups of {} maps per batch, {} batches per "
-               "epoch, from '{}' (Phase I epoch {}), loss {}", ft.offline ? "offline" : "online",
-               sampler.tail().size(), cfg.train.batch_size / group, group,
-               method.batches_per_epoch(), checkpoint, start.epoch,
-               Criterion(cfg.train.loss, ws.data.class_counts, ws.device).describe());
+  spdlog::info(
+      "phase_iii ({}): {} tail images, {} groups of {} maps per batch, {} batches per "
+      "epoch, from '{}' (Phase I epoch {}), loss {}",
+      ft.offline ? "offline" : "online", sampler.tail().size(), cfg.train.batch_size / group, group,
+      method.batches_per_epoch(), checkpoint, start.epoch,
+      Criterion(cfg.train.loss, ws.data.class_counts, ws.device).describe());
   const auto fitted = fit(loop, method);
 
   auto result = detail::phase_result(fitted, cfg, ws);

@@ -56,8 +56,8 @@ class Pipeline : public ::testing::Test {
 TempDir* Pipeline::dir_ = nullptr;
 
 void expect_phase_object(const nlohmann::json& p, size_t classes) {
-  for (const auto* key : {"top1", "head", "tail", "many", "medium", "few", "per_class",
-                          "class_counts"}) {
+  for (const auto* key :
+       {"top1", "head", "tail", "many", "medium", "few", "per_class", "class_counts"}) {
     EXPECT_TRUE(p.contains(key)) << key;
   }
   ASSERT_EQ(p["per_class"].size(), classes);
@@ -67,14 +67,13 @@ void expect_phase_object(const nlohmann::json& p, size_t classes) {
   }
   EXPECT_GE(p["top1"].get<double>(), 0.0);
   EXPECT_LE(p["top1"].get<double>(), 1.0);
-  EXPECT_TRUE(p["few"].is_number());    // 10 and 6 images: few-shot
-  EXPECT_TRUE(p["many"].is_null());     // no class has more than 100
+  EXPECT_TRUE(p["few"].is_number());  // 10 and 6 images: few-shot
+  EXPECT_TRUE(p["many"].is_null());   // no class has more than 100
 }
 
 TEST_F(Pipeline, RunWritesMetricsThatTestReproduces) {
   std::string out;
-  ASSERT_EQ(fsa("run --config " + path("pipeline.yaml") + " --out " + path("run"), &out), 0)
-      << out;
+  ASSERT_EQ(fsa("run --config " + path("pipeline.yaml") + " --out " + path("run"), &out), 0) << out;
   const auto m = nlohmann::json::parse(read_text(path("run/metrics.json")));
   expect_phase_object(m["phase_i"], 4);
   expect_phase_object(m["phase_iii"], 4);
@@ -124,7 +123,8 @@ TEST_F(Pipeline, RunWritesMetricsThatTestReproduces) {
 
   // The Phase III checkpoint evaluated by `fsa test` gives the reported top-1.
   ASSERT_EQ(fsa("test --config " + path("pipeline.yaml") + " --checkpoint " +
-                path("run/phase_iii/checkpoints/last.pt") + " --out " + path("test")), 0);
+                path("run/phase_iii/checkpoints/last.pt") + " --out " + path("test")),
+            0);
   const auto t = nlohmann::json::parse(read_text(path("test/metrics.json")));
   EXPECT_NEAR(t["test"]["top1"].get<double>(), m["phase_iii"]["top1"].get<double>(), 1e-12);
   EXPECT_EQ(t["test"]["per_class"], m["phase_iii"]["per_class"]);
@@ -136,8 +136,8 @@ TEST_F(Pipeline, RunWritesMetricsThatTestReproduces) {
 TEST_F(Pipeline, Bf16MixedChannelsLastRunsEveryPhase) {
   const std::string opts = " --set precision=bf16-mixed --set memory_format=channels_last";
   std::string out;
-  ASSERT_EQ(fsa("run --config " + path("pipeline.yaml") + opts + " --out " + path("fast"), &out),
-            0) << out;
+  ASSERT_EQ(fsa("run --config " + path("pipeline.yaml") + opts + " --out " + path("fast"), &out), 0)
+      << out;
   const auto m = nlohmann::json::parse(read_text(path("fast/metrics.json")));
   expect_phase_object(m["phase_i"], 4);
   expect_phase_object(m["phase_iii"], 4);
@@ -145,7 +145,8 @@ TEST_F(Pipeline, Bf16MixedChannelsLastRunsEveryPhase) {
   EXPECT_NE(resolved.find("precision: bf16-mixed"), std::string::npos) << resolved;
   EXPECT_NE(resolved.find("memory_format: channels_last"), std::string::npos) << resolved;
   ASSERT_EQ(fsa("test --config " + path("pipeline.yaml") + opts + " --checkpoint " +
-                path("fast/phase_iii/checkpoints/last.pt") + " --out " + path("fast_test")), 0);
+                path("fast/phase_iii/checkpoints/last.pt") + " --out " + path("fast_test")),
+            0);
   // Phase III evaluates its head on stored float32 maps, `fsa test` the whole
   // network in one autocast region; the bfloat16 rounding before the pooling
   // may differ, so allow one of the 20 test images to change its prediction.
@@ -157,20 +158,42 @@ TEST_F(Pipeline, PhasesRunAloneAndOffline) {
   const auto cfg = " --config " + path("pipeline.yaml");
   ASSERT_EQ(fsa("train" + cfg + " --out " + path("p1")), 0);
   ASSERT_EQ(fsa("extract" + cfg + " --store --checkpoint " + path("p1/checkpoints/last.pt") +
-                " --out " + path("p2")), 0);
+                " --out " + path("p2")),
+            0);
   EXPECT_TRUE(fs::exists(path("p2/features.pt")));
   std::string out;
   ASSERT_EQ(fsa("finetune --offline" + cfg + " --checkpoint " + path("p1/checkpoints/last.pt") +
-                " --analysis " + path("p2/analysis.pt") + " --out " + path("p3"), &out), 0)
+                    " --analysis " + path("p2/analysis.pt") + " --out " + path("p3"),
+                &out),
+            0)
       << out;
   const auto m = nlohmann::json::parse(read_text(path("p3/metrics.json")));
   EXPECT_EQ(m["phase_iii"]["mode"], "offline");
   expect_phase_object(m["phase_iii"], 4);
 
+  // Python reads every kind of file with torch.load(weights_only=True), the
+  // default since PyTorch 2.6, and a checkpoint's weights load strictly into
+  // the usual CIFAR ResNet.
+  std::string files;
+  for (const auto* f :
+       {"p1/checkpoints/last.pt", "p2/analysis.pt", "p2/features.pt", "p3/checkpoints/last.pt"}) {
+    files += " " + path(f);
+  }
+  ASSERT_EQ(fsa::testing::run_command(std::string("/usr/bin/python3 ") + FSA_SOURCE_DIR +
+                                          "/tests/io/load_weights_only.py" + files,
+                                      path("weights_only.log")),
+            0)
+      << read_text(path("weights_only.log"));
+  EXPECT_NE(read_text(path("weights_only.log")).find("loads strictly into resnet20"),
+            std::string::npos);
+
   // An analysis made at another imbalance factor is refused, naming the difference.
   EXPECT_EQ(fsa("finetune" + cfg + " --set dataset.kwargs.im=2 --checkpoint " +
-                path("p1/checkpoints/last.pt") + " --analysis " + path("p2/analysis.pt") +
-                " --out " + path("p3b"), &out), 4) << out;
+                    path("p1/checkpoints/last.pt") + " --analysis " + path("p2/analysis.pt") +
+                    " --out " + path("p3b"),
+                &out),
+            4)
+      << out;
   EXPECT_NE(out.find("imbalance factor 5 vs 2"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(path("p3b")));
 }

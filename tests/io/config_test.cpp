@@ -1,9 +1,11 @@
 #include "fsa/io/config.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 
@@ -40,7 +42,8 @@ checkpoint: {path: checkpoints/, load_checkpoint: a.pt, save_checkpoint_interval
 log: {path: log/, log_interval: 200}
 tensorboard: {path: run_summary/}
 feature: {path: feature/, cam_layers: 'layer3'}
-)"), "ref.yaml");
+)"),
+                              "ref.yaml");
   EXPECT_EQ(*c.random_seed, 1314u);
   EXPECT_EQ(c.dataset.imbalance_factor, 50);
   EXPECT_EQ(c.train.optimizer.lr, 0.0005);
@@ -89,8 +92,8 @@ phase_i: {train: {num_epoch: 200}}
 phase_iii: {train: {num_epoch: 40, optimizer: {name: SGD, kwargs: {lr: 0.0005}}}}
 )");
   ASSERT_TRUE(is_pipeline(doc));
-  apply_overrides(doc, {"phase_i.train.num_epoch=2", "dataset.kwargs.im=10",
-                        "phase_ii.feature.store=true"});
+  apply_overrides(
+      doc, {"phase_i.train.num_epoch=2", "dataset.kwargs.im=10", "phase_ii.feature.store=true"});
   const auto p = parse_pipeline(doc, "p.yaml");
   EXPECT_EQ(p.phase_i.train.num_epoch, 2);
   EXPECT_EQ(p.phase_i.train.batch_size, 64);
@@ -158,9 +161,104 @@ TEST(Config, ResolvedYamlReadsBackToTheSameConfig) {
   EXPECT_EQ(again.train.num_epoch, 7);
   EXPECT_TRUE(again.bf16_mixed());
   EXPECT_TRUE(again.channels_last());
-  const auto defaults = parse_config(YAML::Load("{}"), "b.yaml");
-  EXPECT_FALSE(defaults.bf16_mixed());
-  EXPECT_FALSE(defaults.channels_last());
+  const auto fp32 =
+      parse_config(YAML::Load("precision: fp32\nmemory_format: contiguous"), "b.yaml");
+  EXPECT_FALSE(fp32.bf16_mixed());
+  EXPECT_FALSE(fp32.channels_last());
+  EXPECT_FALSE(fp32.precision_auto);
+}
+
+// The kernel's view of the processor, read independently of the compiler's
+// __builtin_cpu_supports that native_bf16_cpu() uses.
+bool cpuinfo_has_avx512_bf16() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("flags", 0) == 0) return (line + " ").find(" avx512_bf16 ") != std::string::npos;
+  }
+  return false;
+}
+
+TEST(Config, AutoPrecisionIsBf16MixedWithChannelsLastExactlyOnACpuWithNativeBf16) {
+#if defined(__x86_64__)
+  EXPECT_EQ(native_bf16_cpu(), cpuinfo_has_avx512_bf16());
+#endif
+  const bool native = native_bf16_cpu();
+  for (const auto* yaml : {"{}", "precision: auto\nmemory_format: auto", "device: cpu"}) {
+    const auto c = parse_config(YAML::Load(yaml), "a.yaml");
+    EXPECT_EQ(c.precision, native ? "bf16-mixed" : "fp32") << yaml;
+    EXPECT_EQ(c.memory_format, native ? "channels_last" : "contiguous") << yaml;
+    EXPECT_TRUE(c.precision_auto && c.memory_format_auto) << yaml;
+    // config.yaml records what ran, so a resume or `fsa test` elsewhere repeats it.
+    const auto again = parse_config(YAML::Load(to_yaml(c)), "resolved.yaml");
+    EXPECT_EQ(again.precision, c.precision);
+    EXPECT_FALSE(again.precision_auto || again.memory_format_auto);
+  }
+  const auto cuda = parse_config(YAML::Load("device: cuda"), "a.yaml");  // not yet measured there
+  EXPECT_EQ(cuda.precision, "fp32");
+  EXPECT_EQ(cuda.memory_format, "contiguous");
+  // A precision set by hand is kept; auto memory format follows it on the CPU.
+  const auto fp32 = parse_config(YAML::Load("precision: fp32"), "a.yaml");
+  EXPECT_EQ(fp32.precision, "fp32");
+  EXPECT_EQ(fp32.memory_format, "contiguous");
+  const auto bf16 = parse_config(YAML::Load("precision: bf16-mixed"), "a.yaml");
+  EXPECT_EQ(bf16.memory_format, "channels_last");
+  const auto nchw = parse_config(YAML::Load("memory_format: contiguous"), "a.yaml");
+  EXPECT_EQ(nchw.precision, native ? "bf16-mixed" : "fp32");
+  EXPECT_EQ(nchw.memory_format, "contiguous");
+  const auto e = error_of("memory_format: nhwc");
+  EXPECT_NE(e.find("'memory_format'"), std::string::npos) << e;
+  EXPECT_NE(e.find("auto, contiguous or channels_last"), std::string::npos) << e;
+}
+
+// A config in the public reference implementation's layout, written here with
+// every key of it that fsa reads elsewhere or not at all.
+TEST(Config, TheReferenceImplementationsKeysAreTakenWithOneNoticeEach) {
+  const auto c = parse_config(YAML::Load(R"(phase: train
+dataset: {name: ImageNet_LT, root: /data/imagenet}
+model: {name: resnet10, kwargs: {pretrained: false}}
+train:
+  loss: SoftmaxCrossEntropy
+  lr: 0.0005
+  batch_size: 128
+test: {loss: SoftmaxCrossEntropy}
+checkpoint: {path: ./checkpoints}
+log: {path: ./logs}
+tensorboard: {path: ./tb}
+feature: {path: ./features}
+finetune: {Nt: 4, Na: 15, Nf: 15, cam_layer: layer4}
+vis: {path: ./vis, num: 10}
+)"),
+                              "reference.yaml");
+  // What the keys mean is kept where fsa has it.
+  EXPECT_DOUBLE_EQ(c.train.optimizer.lr, 0.0005);
+  EXPECT_EQ(c.feature.cam_layer, "layer4");
+  EXPECT_EQ(c.dataset.train_list, "ImageNet_LT_train.txt");  // the released names
+  EXPECT_EQ(c.dataset.val_list, "ImageNet_LT_val.txt");
+  EXPECT_EQ(c.dataset.test_list, "ImageNet_LT_test.txt");
+  const std::vector<std::string> keys{
+      "'phase'",       "'tensorboard'",     "'vis'",      "'model.kwargs.pretrained'",
+      "'train.lr'",    "'checkpoint.path'", "'log.path'", "'finetune.cam_layer'",
+      "'feature.path'"};
+  ASSERT_EQ(c.notices.size(), keys.size()) << fmt::format("{}", fmt::join(c.notices, "\n"));
+  for (const auto& key : keys) {
+    const auto n = std::count_if(c.notices.begin(), c.notices.end(),
+                                 [&](const std::string& s) { return s.rfind(key, 0) == 0; });
+    EXPECT_EQ(n, 1) << key;
+  }
+  // fsa's own keys win over the reference's, and the notice says so.
+  const auto both =
+      parse_config(YAML::Load("train: {lr: 0.5, optimizer: {kwargs: {lr: 0.01}}}\n"
+                              "feature: {cam_layers: layer2}\nfinetune: {cam_layer: layer4}"),
+                   "both.yaml");
+  EXPECT_DOUBLE_EQ(both.train.optimizer.lr, 0.01);
+  EXPECT_EQ(both.feature.cam_layer, "layer2");
+  EXPECT_NE(fmt::format("{}", fmt::join(both.notices, "\n")).find("feature.cam_layers is given"),
+            std::string::npos);
+  // fsa's own configs raise none.
+  EXPECT_TRUE(parse_config(YAML::Load("{}"), "a.yaml").notices.empty());
+  // The reference's sample dataset is named, with the nearest of fsa's.
+  const auto e = error_of("dataset: {name: example}");
+  EXPECT_NE(e.find("ImageFolder-LT"), std::string::npos) << e;
 }
 
 TEST(Config, ListFileDatasets) {
@@ -294,7 +392,8 @@ train:
   loss: {name: ldam, max_margin: 0.4, scale: 20, weighting: drw, beta: 0.999, drw_epoch: 160}
   sampler: square_root
 test: {interval: 10, logit_adjust_tau: 1.5}
-)"), "ldam.yaml");
+)"),
+                              "ldam.yaml");
   EXPECT_EQ(c.model.classifier, "cosine");
   EXPECT_EQ(c.train.loss.name, "ldam");
   EXPECT_EQ(c.train.loss.max_margin, 0.4);
@@ -319,16 +418,15 @@ test: {interval: 10, logit_adjust_tau: 1.5}
             std::string::npos);
   EXPECT_NE(error_of("train: {loss: {name: focal, beta: 0.9}}").find("weighting is none"),
             std::string::npos);
-  EXPECT_NE(error_of("train: {loss: {name: focal, weighting: class_balanced, beta: 1}}")
-                .find("[0, 1)"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of("train: {loss: {name: focal, weighting: class_balanced, beta: 1}}").find("[0, 1)"),
+      std::string::npos);
   EXPECT_NE(error_of("train: {num_epoch: 100, loss: {name: ldam, weighting: drw}}")
                 .find("'train.loss.drw_epoch'"),
             std::string::npos);
   EXPECT_NE(error_of("train: {sampler: balanced}").find("'train.sampler'"), std::string::npos);
   EXPECT_NE(error_of("test: {interval: 0}").find("'test.interval'"), std::string::npos);
-  EXPECT_NE(error_of("model: {classifier: normed}").find("'model.classifier'"),
-            std::string::npos);
+  EXPECT_NE(error_of("model: {classifier: normed}").find("'model.classifier'"), std::string::npos);
 }
 
 TEST(Config, ValidationSplitAndTauSearch) {
@@ -394,7 +492,8 @@ dataset:
   test_list: b.txt
   transform: {crop_size: 32, resize_size: 32, train_crop: random_crop, padding: 4,
               scale: [0.35, 1.0], ratio: [0.5, 2.0]}
-)"), "lf.yaml");
+)"),
+                              "lf.yaml");
   EXPECT_EQ(c.dataset.transform.train_crop, "random_crop");
   EXPECT_EQ(c.dataset.transform.padding, 4);
   EXPECT_EQ(c.dataset.transform.scale, (std::vector<double>{0.35, 1.0}));
@@ -406,8 +505,7 @@ dataset:
   EXPECT_NE(error_of(lf + "{scale: [0.5, 0.2]}}").find("'dataset.transform.scale'"),
             std::string::npos);
   EXPECT_NE(error_of(lf + "{scale: [0, 1]}}").find("0 < min"), std::string::npos);
-  EXPECT_NE(error_of(lf + "{padding: -1}}").find("'dataset.transform.padding'"),
-            std::string::npos);
+  EXPECT_NE(error_of(lf + "{padding: -1}}").find("'dataset.transform.padding'"), std::string::npos);
 }
 
 TEST(Config, EveryMethodRecipeIsInTheReadmesMethodList) {
@@ -417,8 +515,7 @@ TEST(Config, EveryMethodRecipeIsInTheReadmesMethodList) {
   const auto readme = testing::read_text(FSA_SOURCE_DIR "/README.md");
   const auto methods = readme.substr(readme.find("## Methods"));
   std::set<std::string> c10, c100;
-  for (const auto& entry :
-       std::filesystem::directory_iterator(FSA_SOURCE_DIR "/configs/methods")) {
+  for (const auto& entry : std::filesystem::directory_iterator(FSA_SOURCE_DIR "/configs/methods")) {
     const auto name = entry.path().filename().string();
     const auto cut = name.find("_lt_im100_");
     ASSERT_NE(cut, std::string::npos) << name;

@@ -101,6 +101,39 @@ TEST(Checkpoint, TruncatedMissingAndMismatchedAreClearErrors) {
   EXPECT_EQ(files, 2);
 }
 
+TEST(Checkpoint, AutoPrecisionResumesWithWhatTheRunBeganWith) {
+  TempDir dir;
+  auto m = models::make_model("resnet20", 5);
+  CheckpointInfo info;
+  info.phase = "phase_i";
+  info.config = "precision: fp32\nmemory_format: contiguous\n";
+  save_checkpoint(dir / "c.pt", *m, nullptr, info);
+
+  io::Config cfg;
+  cfg.checkpoint.resume = dir / "c.pt";
+  cfg.precision = "bf16-mixed";  // what auto picked on a CPU with native bfloat16
+  cfg.memory_format = "channels_last";
+  cfg.precision_auto = cfg.memory_format_auto = true;
+  keep_resumed_precision(cfg);
+  EXPECT_EQ(cfg.precision, "fp32");
+  EXPECT_EQ(cfg.memory_format, "contiguous");
+
+  // Values the user gave are kept (resuming then logs the difference).
+  cfg.precision = "bf16-mixed";
+  cfg.memory_format = "channels_last";
+  cfg.precision_auto = false;
+  keep_resumed_precision(cfg);
+  EXPECT_EQ(cfg.precision, "bf16-mixed");
+  EXPECT_EQ(cfg.memory_format, "contiguous");
+
+  // A new run is left alone.
+  io::Config fresh;
+  fresh.precision = "bf16-mixed";
+  fresh.precision_auto = true;
+  keep_resumed_precision(fresh);
+  EXPECT_EQ(fresh.precision, "bf16-mixed");
+}
+
 TEST(Checkpoint, FlippedBitInTheWeightsIsCaught) {
   TempDir dir;
   auto [m, opt] = stepped_model(2);
@@ -229,7 +262,8 @@ train:
   optimizer: {name: SGD, kwargs: {lr: 0.05, momentum: 0.9, weight_decay: 0.0005}}
   lr_scheduler: {name: warmup, kwargs: {warmup_epochs: 1, milestones: [2], gamma: 0.1}}
 test: {batch_size: 32}
-)"), "tiny.yaml");
+)"),
+                              "tiny.yaml");
   cfg.dataset.root = root;
   return cfg;
 }
@@ -240,8 +274,7 @@ void expect_same_weights(const std::string& path_a, const std::string& path_b) {
   load_checkpoint(path_a, *a, nullptr);
   load_checkpoint(path_b, *b, nullptr);
   for (const auto& p : a->named_parameters()) {
-    EXPECT_TRUE(torch::allclose(p.value(), b->named_parameters()[p.key()], 1e-4, 1e-5))
-        << p.key();
+    EXPECT_TRUE(torch::allclose(p.value(), b->named_parameters()[p.key()], 1e-4, 1e-5)) << p.key();
   }
 }
 
@@ -339,8 +372,7 @@ TEST(Checkpoint, PhaseIiiResumeMatchesAnUninterruptedRun) {
     run_phase_iii(mixed, ws, other_p1.checkpoint, analysis, dir / "mixed");
     FAIL() << "a head resumed on another Phase I network";
   } catch (const CheckpointError& e) {
-    EXPECT_NE(std::string(e.what()).find("another Phase I network"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("another Phase I network"), std::string::npos) << e.what();
   }
 }
 

@@ -23,7 +23,7 @@ class ConfigError : public std::runtime_error {
 
 /// The image pipeline of list-file datasets (data::ImageTransform).
 struct TransformConfig {
-  int64_t crop_size = 224;    ///< training crop and test centre crop
+  int64_t crop_size = 224;  ///< training crop and test centre crop
   /// Shorter side resized to this before the test crop (and random_crop's crop).
   int64_t resize_size = 256;
   double color_jitter = 0.4;  ///< brightness, contrast and saturation strength (0: off)
@@ -59,7 +59,9 @@ struct DatasetConfig {
   double val_fraction = 0;
   /// List-file datasets only: the split lists (`relative/path label` lines,
   /// paths relative to root); a relative list path is taken from root.
-  /// train_list and test_list are required, val_list is optional.
+  /// train_list and test_list are required, val_list is optional; ImageNet-LT
+  /// and Places-LT default to the released names, ImageNet_LT_train.txt,
+  /// ImageNet_LT_val.txt, ImageNet_LT_test.txt (Places_LT_… likewise).
   std::string train_list, val_list, test_list;
   /// List-file datasets: classes (ImageNet-LT 1000, Places-LT 365,
   /// iNaturalist-LT 8142 by default; ListFile-LT: 0 = largest label + 1).
@@ -85,6 +87,12 @@ struct ModelConfig {
   /// linear (logits W·x + b) | cosine (logits ⟨x/‖x‖, w_c/‖w_c‖⟩, no bias: the
   /// normalised classifier LDAM is trained with, Cao et al. 2019).
   std::string classifier = "linear";
+  /// model.pretrained: a file Python's torch.save wrote whose weights start
+  /// Phase I (io::read_state_dict: a state_dict, or one wrapped under
+  /// 'state_dict', 'model_state_dict', 'model_state' or 'model'); "" (or
+  /// false): random initialisation. Names are matched strictly; a classifier
+  /// of another number of classes is re-initialised (train::load_pretrained).
+  std::string pretrained;
 };
 
 struct OptimizerConfig {
@@ -121,7 +129,7 @@ struct LossConfig {
   /// Class weights: none | class_balanced (from the first epoch) | drw
   /// (deferred re-weighting: none before drw_epoch, class_balanced from it).
   std::string weighting = "none";
-  double beta = 0.9999;     ///< class-balanced weights' β in [0, 1) (Cui et al.)
+  double beta = 0.9999;  ///< class-balanced weights' β in [0, 1) (Cui et al.)
   /// drw: the 0-based epoch from which the weights apply, counted as the
   /// schedule's milestones are (Cao et al.: 160 of 200, with the lr drop).
   int64_t drw_epoch = 160;
@@ -173,15 +181,15 @@ struct CheckpointConfig {
 };
 
 struct LogConfig {
-  int64_t log_interval = 50;  ///< batches between running-loss lines in log.txt
+  int64_t log_interval = 50;      ///< batches between running-loss lines in log.txt
   std::string progress = "auto";  ///< auto | bar | lines | quiet (console progress)
 };
 
 struct FinetuneConfig {
-  int64_t Na = 3;  ///< fused maps per tail image
-  int64_t Nf = 3;  ///< confusing classes per tail class
-  double ts = 0.8;  ///< class-specific threshold: M_t > ts
-  double tg = 0.2;  ///< class-generic threshold: M_c < tg
+  int64_t Na = 3;                       ///< fused maps per tail image
+  int64_t Nf = 3;                       ///< confusing classes per tail class
+  double ts = 0.8;                      ///< class-specific threshold: M_t > ts
+  double tg = 0.2;                      ///< class-generic threshold: M_c < tg
   std::string confusing_from = "head";  ///< head | all
   double head_ratio = 0.9;              ///< head: shortest prefix with >= this share
   std::vector<int64_t> head_classes;    ///< explicit head list; overrides head_ratio
@@ -218,11 +226,27 @@ struct Config {
   int64_t threads = 0;  ///< 0: all hardware threads
   /// Arithmetic of the training and evaluation forward passes: "fp32", or
   /// "bf16-mixed" (autocast to bfloat16 for convolutions and matrix products;
-  /// weights, optimiser state, losses and Phase II stay float32).
+  /// weights, optimiser state, losses and Phase II stay float32). The config's
+  /// "auto" (the default) is resolved by parse_config, so this field is always
+  /// one of the two: bf16-mixed on a CPU device whose processor has native
+  /// bfloat16 instructions (native_bf16_cpu()), fp32 otherwise (CUDA included,
+  /// until the GPU schedule is measured). docs/RESULTS.md: the full CIFAR-10-LT
+  /// schedule lands within 0.1 point of fp32.
   std::string precision = "fp32";
   /// Layout of 4-D weights and activations: "contiguous" (NCHW) or
   /// "channels_last" (NHWC; same values up to float rounding, faster on CPU).
+  /// "auto" (the default): channels_last on a CPU device when the precision is
+  /// bf16-mixed (the pair measured together), contiguous otherwise.
   std::string memory_format = "contiguous";
+  /// Keys of the public reference implementation's configs that fsa reads
+  /// elsewhere or not at all, each with what fsa does instead ("'vis': class
+  /// activation maps ... are drawn by `fsa visualize`"); make_workspace logs
+  /// them, all at once.
+  std::vector<std::string> notices;
+  /// True when precision / memory_format came from "auto": the run's log says
+  /// why, and a resumed run keeps the checkpoint's (train::keep_resumed_precision).
+  bool precision_auto = false;
+  bool memory_format_auto = false;
   bool bf16_mixed() const { return precision == "bf16-mixed"; }
   bool channels_last() const { return memory_format == "channels_last"; }
   DatasetConfig dataset;
@@ -258,6 +282,12 @@ bool is_pipeline(const YAML::Node& doc);
 /// The merged document of one phase ("phase_i", ...): top-level keys with the
 /// phase's section merged over them. A single-phase document is returned as is.
 YAML::Node phase_document(const YAML::Node& doc, const std::string& phase);
+
+/// Whether this processor has native bfloat16 arithmetic (x86-64 AVX-512 BF16,
+/// which oneDNN uses for bfloat16 convolutions; every AMX processor has it too).
+/// Without it bfloat16 is emulated and slower than float32, so "auto" precision
+/// stays fp32. Always false off x86-64.
+bool native_bf16_cpu();
 
 /// Parses and validates one phase's document. `source` names the file in
 /// messages. Throws ConfigError on an unknown key, wrong type or bad value.

@@ -4,9 +4,9 @@
 // and its own files; the library never touches anything outside it.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <torch/types.h>
 
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 
@@ -35,15 +35,23 @@ struct Workspace {
 /// the device, loads the dataset. Throws io::ConfigError / data::DataError.
 Workspace make_workspace(const io::Config& cfg);
 
+/// A run resumed under precision or memory_format `auto` goes on with what
+/// it began with (the resolved config stored in cfg.checkpoint.resume), not
+/// with what `auto` picks on this machine: a run moved between machines
+/// keeps its numerics. Explicit values are left as given (resuming then logs
+/// the difference). Does nothing without a checkpoint to resume. Throws
+/// CheckpointError for an unreadable checkpoint.
+void keep_resumed_precision(io::Config& cfg);
+
 /// Parses "cpu", "cuda" or "cuda:N"; throws io::ConfigError if unknown or if
 /// CUDA is asked for and not available.
 torch::Device parse_device(const std::string& name);
 
 /// Result of a phase that trains or evaluates a classifier.
 struct PhaseResult {
-  eval::Report report;        ///< the final model on the test set
-  nlohmann::json metrics;     ///< the object written to metrics.json
-  std::string checkpoint;     ///< path of the final checkpoint ("" if none)
+  eval::Report report;     ///< the final model on the test set
+  nlohmann::json metrics;  ///< the object written to metrics.json
+  std::string checkpoint;  ///< path of the final checkpoint ("" if none)
   std::string best_checkpoint;
 };
 
@@ -56,7 +64,7 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
 /// Phase II outputs, also saved as analysis.pt (+ features.pt if stored).
 struct Analysis {
   torch::Tensor score_matrix;  ///< float [C, C]: S[c][j] = mean softmax_j over class c
-  torch::Tensor confusing;     ///< int64 [C, C−1]: per class t, candidates by S[c][t] desc, −1 padded
+  torch::Tensor confusing;  ///< int64 [C, C−1]: per class t, candidates by S[c][t] desc, −1 padded
   data::Fingerprint fingerprint;
   std::string arch, cam_layer, confusing_from;
   /// The Phase I checkpoint it was made from: its path when written, and its
@@ -127,9 +135,8 @@ std::string run_pipeline(const io::PipelineConfig& cfg, Workspace& ws, const std
 /// `logit_adjust_tau` applies post-hoc logit adjustment (train/loss.h) with
 /// the training set's class prior before the loss and the meter.
 eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
-                      const data::LongTailDataset& train, torch::Device device,
-                      int64_t batch_size, bool bf16_mixed = false,
-                      double logit_adjust_tau = 0.0);
+                      const data::LongTailDataset& train, torch::Device device, int64_t batch_size,
+                      bool bf16_mixed = false, double logit_adjust_tau = 0.0);
 
 /// JSON object of a report: top1, per_class, head, tail, many, medium, few
 /// (null where a group is empty), loss, class_counts.
