@@ -94,34 +94,31 @@ class MiniUnpickler {
     for (;;) {
       uint8_t op = rd<uint8_t>();
       switch (op) {
-        case 0x80:
+        case 0x80:  // PROTO
           rd<uint8_t>();
-          break;  // PROTO
-        case 0x95:
+          break;
+        case 0x95:  // FRAME
           rd<uint64_t>();
-          break;     // FRAME
+          break;
         case '.': {  // STOP
           if (stack_.size() != 1) fail("pickle: bad stack at STOP");
           return stack_.back();
         }
-        case '(':
+        case '(':  // MARK
           marks_.push_back(stack_.size());
-          break;  // MARK
-        case '}':
+          break;
+        case '}':  // EMPTY_DICT
           stack_.emplace_back(new_dict());
-          break;  // EMPTY_DICT
-        case ']':
+          break;
+        case ']':  // EMPTY_LIST
           stack_.emplace_back(c10::impl::GenericList(c10::AnyType::get()));
           break;
-        case ')':
+        case ')':  // EMPTY_TUPLE
           stack_.emplace_back(c10::ivalue::Tuple::create(std::vector<IValue>{}));
           break;
         case 'd': {  // DICT
-          auto items = pop_mark();
-          if (items.size() % 2 != 0) fail("pickle: DICT of an odd number of items");
           auto dict = new_dict();
-          for (size_t i = 0; i + 1 < items.size(); i += 2)
-            dict.insert_or_assign(items[i], items[i + 1]);
+          insert_pairs(dict, pop_mark(), "DICT");
           stack_.emplace_back(dict);
         } break;
         case 'l': {  // LIST
@@ -130,7 +127,7 @@ class MiniUnpickler {
           for (auto& x : items) l.push_back(x);
           stack_.emplace_back(l);
         } break;
-        case 't':
+        case 't':  // TUPLE
           stack_.emplace_back(c10::ivalue::Tuple::create(pop_mark()));
           break;
         case 0x85:
@@ -148,42 +145,39 @@ class MiniUnpickler {
         } break;
         case 'u': {  // SETITEMS
           auto items = pop_mark();
-          if (items.size() % 2 != 0) fail("pickle: SETITEMS of an odd number of items");
-          auto dict = top_dict();
-          for (size_t i = 0; i + 1 < items.size(); i += 2)
-            dict.insert_or_assign(items[i], items[i + 1]);
+          insert_pairs(top_dict(), items, "SETITEMS");
         } break;
-        case 'a': {
+        case 'a': {  // APPEND
           IValue v = pop();
           top_list().push_back(v);
-        } break;  // APPEND
-        case 'e': {
+        } break;
+        case 'e': {  // APPENDS
           auto items = pop_mark();
           auto l = top_list();
           for (auto& x : items) l.push_back(x);
         } break;
-        case 'q':
+        case 'q':  // BINPUT
           memo_[rd<uint8_t>()] = top();
-          break;  // BINPUT
-        case 'r':
+          break;
+        case 'r':  // LONG_BINPUT
           memo_[rd<uint32_t>()] = top();
-          break;  // LONG_BINPUT
-        case 0x94:
+          break;
+        case 0x94:  // MEMOIZE
           memo_[static_cast<uint32_t>(memo_.size())] = top();
-          break;  // MEMOIZE
-        case 'h':
+          break;
+        case 'h':  // BINGET
           stack_.push_back(memo_get(rd<uint8_t>()));
-          break;  // BINGET
-        case 'j':
+          break;
+        case 'j':  // LONG_BINGET
           stack_.push_back(memo_get(rd<uint32_t>()));
-          break;  // LONG_BINGET
-        case 'K':
+          break;
+        case 'K':  // BININT1
           stack_.emplace_back(static_cast<int64_t>(rd<uint8_t>()));
           break;
-        case 'M':
+        case 'M':  // BININT2
           stack_.emplace_back(static_cast<int64_t>(rd<uint16_t>()));
           break;
-        case 'J':
+        case 'J':  // BININT
           stack_.emplace_back(static_cast<int64_t>(rd<int32_t>()));
           break;
         case 0x8a: {  // LONG1
@@ -205,34 +199,26 @@ class MiniUnpickler {
           std::memcpy(&x, &u, 8);
           stack_.emplace_back(x);
         } break;
-        case 'X':
+        case 'X':  // BINUNICODE
+        case 'T':  // BINSTRING
+        case 'B':  // BINBYTES
           stack_.emplace_back(bytes(rd<uint32_t>()));
-          break;  // BINUNICODE
-        case 0x8c:
+          break;
+        case 0x8c:  // SHORT_BINUNICODE
+        case 'U':   // SHORT_BINSTRING
+        case 'C':   // SHORT_BINBYTES
           stack_.emplace_back(bytes(rd<uint8_t>()));
-          break;  // SHORT_BINUNICODE
-        case 0x8d:
+          break;
+        case 0x8d:  // BINUNICODE8
           stack_.emplace_back(bytes(rd<uint64_t>()));
-          break;  // BINUNICODE8
-        case 'U':
-          stack_.emplace_back(bytes(rd<uint8_t>()));
-          break;  // SHORT_BINSTRING
-        case 'T':
-          stack_.emplace_back(bytes(rd<uint32_t>()));
-          break;  // BINSTRING
-        case 'C':
-          stack_.emplace_back(bytes(rd<uint8_t>()));
-          break;  // SHORT_BINBYTES
-        case 'B':
-          stack_.emplace_back(bytes(rd<uint32_t>()));
-          break;  // BINBYTES
-        case 'N':
+          break;
+        case 'N':  // NONE
           stack_.emplace_back();
-          break;  // NONE
-        case 0x88:
+          break;
+        case 0x88:  // NEWTRUE
           stack_.emplace_back(true);
           break;
-        case 0x89:
+        case 0x89:  // NEWFALSE
           stack_.emplace_back(false);
           break;
         case 'c': {  // GLOBAL
@@ -366,6 +352,12 @@ class MiniUnpickler {
   const IValue& top() const {
     if (stack_.empty()) fail("pickle: stack underflow");
     return stack_.back();
+  }
+  /// key, value, key, value, ... from a MARK into `dict`.
+  static void insert_pairs(c10::impl::GenericDict dict, const std::vector<IValue>& items,
+                           const char* opcode) {
+    if (items.size() % 2 != 0) fail(fmt::format("pickle: {} of an odd number of items", opcode));
+    for (size_t i = 0; i + 1 < items.size(); i += 2) dict.insert_or_assign(items[i], items[i + 1]);
   }
   c10::impl::GenericDict top_dict() {
     if (!top().isGenericDict()) fail("pickle: SETITEM(S) on a non-dict");
