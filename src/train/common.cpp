@@ -499,17 +499,20 @@ Workspace make_workspace(const io::Config& cfg) {
         cfg.source, cfg.notices.size(), cfg.notices.size() == 1 ? "" : "s",
         fmt::join(cfg.notices, "\n  "));
   }
-  if (cfg.precision_auto || cfg.memory_format_auto) {
-    spdlog::info(
-        "precision and memory format 'auto': {}; set precision and memory_format to choose",
-        ws.device.is_cuda() ? "fp32 and contiguous on CUDA (bf16-mixed is an option there, not "
-                              "yet measured on the full schedule)"
-        : io::native_bf16_cpu()
-            ? "bf16-mixed, as this CPU has native bfloat16 (AVX-512 BF16), with channels_last "
-              "beside it; the full CIFAR-10-LT schedule lands within 0.1 point of fp32 "
-              "(docs/RESULTS.md)"
-            : "fp32, as this CPU has no native bfloat16 (emulated bfloat16 is slower than "
-              "fp32); channels_last goes with bf16-mixed only");
+  if (cfg.precision_auto) {
+    spdlog::info("precision 'auto': {}",
+                 ws.device.is_cuda()
+                     ? "fp32 on CUDA (bf16-mixed is an option there, not yet measured on the "
+                       "full schedule)"
+                 : io::native_bf16_cpu()
+                     ? "bf16-mixed, as this CPU has native bfloat16 (AVX-512 BF16); the full "
+                       "CIFAR-10-LT schedule lands within 0.1 point of fp32 (docs/RESULTS.md)"
+                     : "fp32, as this CPU has no native bfloat16 (emulated bfloat16 is slower "
+                       "than fp32)");
+  }
+  if (cfg.memory_format_auto) {
+    spdlog::info("memory_format 'auto': {} (channels_last goes with bf16-mixed on the CPU)",
+                 cfg.memory_format);
   }
   return ws;
 }
