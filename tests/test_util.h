@@ -42,6 +42,24 @@ inline void write_bytes(const std::string& path, const std::vector<uint8_t>& byt
   out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
 }
 
+/// An IDX image file (magic 0x00000803): n images of h × w, pixel i of the
+/// file = 3i mod 256.
+inline std::vector<uint8_t> idx_images(uint32_t n, uint32_t h, uint32_t w) {
+  std::vector<uint8_t> b{0, 0, 8, 3};
+  for (uint32_t v : {n, h, w}) {
+    for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(v >> s));
+  }
+  for (uint32_t i = 0; i < n * h * w; ++i) b.push_back(uint8_t(i * 3));
+  return b;
+}
+
+/// An IDX label file (magic 0x00000801) holding `labels` (at most 255).
+inline std::vector<uint8_t> idx_labels(const std::vector<uint8_t>& labels) {
+  std::vector<uint8_t> b{0, 0, 8, 1, 0, 0, 0, uint8_t(labels.size())};
+  b.insert(b.end(), labels.begin(), labels.end());
+  return b;
+}
+
 /// Writes root/{train,test}/<class>/NNNN.png: 32×32 RGB images whose class is
 /// visible (a bright square at a class-specific place on noise), so a small
 /// network learns them in a few epochs. train_counts[c] images of class c.

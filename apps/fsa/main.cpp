@@ -17,6 +17,7 @@
 #include "fsa/data/image_set.h"
 #include "fsa/io/config.h"
 #include "fsa/io/files.h"
+#include "fsa/io/npy.h"
 #include "fsa/io/table.h"
 #include "fsa/io/torch_file.h"
 #include "fsa/models/backbone.h"
@@ -25,6 +26,7 @@
 #include "fsa/train/decouple.h"
 #include "fsa/train/engine.h"
 #include "fsa/train/phases.h"
+#include "fsa/train/predict.h"
 #include "fsa/train/runtime.h"
 #include "fsa/train/visualize.h"
 #include "quickstart_config.h"
@@ -220,23 +222,8 @@ void require_file(const std::string& path, const std::string& what) {
 /// with `state_dict_only` just the weights, as torch.save(model.state_dict())
 /// writes them.
 void export_weights(const std::string& from, const std::string& to, bool state_dict_only) {
-  const auto info = fsa::train::read_checkpoint_info(from);
-  std::shared_ptr<fsa::models::Backbone> model;
-  try {
-    model = fsa::models::make_model(info.arch, info.num_classes);
-  } catch (const std::invalid_argument& e) {
-    throw fsa::train::CheckpointError(fmt::format("checkpoint '{}': {}", from, e.what()));
-  }
-  std::string classifier;
-  try {
-    const auto recorded = YAML::Load(info.config);
-    if (recorded["model"] && recorded["model"]["classifier"]) {
-      classifier = recorded["model"]["classifier"].as<std::string>();
-    }
-  } catch (const YAML::Exception&) {  // no config: a linear classifier
-  }
-  if (classifier == "cosine") model->use_cosine_classifier();
-  fsa::train::load_checkpoint(from, *model, nullptr);
+  fsa::train::CheckpointInfo info;
+  const auto model = fsa::train::load_checkpoint_model(from, &info);
   if (state_dict_only) {
     auto state = c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get());
     for (const auto& p : model->named_parameters()) {
@@ -364,6 +351,46 @@ int main(int argc, char** argv) {
                        "(ImageNet ResNets) or the usual CIFAR ResNet loads with strict=True, "
                        "and model.pretrained takes");
 
+  fsa::train::PredictOptions predict_o;
+  std::string predict_list, predict_root, predict_folder, predict_json, predict_csv,
+      predict_logits, predict_features;
+  auto* predict = app.add_subcommand(
+      "predict",
+      "a trained network on your own images: top-k classes with probabilities, with the "
+      "checkpoint's own preprocessing and class names");
+  predict->add_option("--checkpoint", predict_o.checkpoint,
+                      "fsa checkpoint, or a PyTorch state_dict with --model")
+      ->required();
+  predict->add_option("images", predict_o.images, "image files");
+  predict->add_option("--list", predict_list,
+                      "a file of image paths, one per line ('path label' lines too)");
+  predict->add_option("--root", predict_root, "folder the --list paths are relative to");
+  predict->add_option("--folder", predict_folder, "every image under this folder, recursively");
+  predict->add_option("--top-k", predict_o.top_k, "classes per image")->capture_default_str();
+  predict->add_option("--batch", predict_o.batch_size, "images per forward pass")
+      ->capture_default_str();
+  predict->add_option("--device", predict_o.device, "cpu, cuda or cuda:N")->capture_default_str();
+  predict->add_option("--precision", predict_o.precision,
+                      "auto (as the config key: bf16-mixed on CPUs with native bfloat16), fp32 "
+                      "or bf16-mixed")
+      ->capture_default_str();
+  predict->add_option("--threads", predict_o.threads, "intra-op threads (0: all)");
+  predict->add_option("--json", predict_json, "write the predictions to this JSON file");
+  predict->add_option("--csv", predict_csv, "write the predictions to this CSV file");
+  predict->add_option("--logits", predict_logits,
+                      "write the logits, float32 [N, C], to this .npy file (NaN rows: images "
+                      "not predicted)");
+  predict->add_option("--features", predict_features,
+                      "write the pooled features, float32 [N, K], to this .npy file");
+  predict->add_option("--cam", predict_o.cam_dir,
+                      "write class activation map overlays of the predicted class here");
+  predict->add_option("--model", predict_o.model,
+                      "the network of a plain state_dict (resnet18, resnet32, ...)");
+  predict->add_option("--resize", predict_o.resize,
+                      "state_dict of an ImageNet ResNet: Resize side (default 256)");
+  predict->add_option("--crop", predict_o.crop,
+                      "state_dict of an ImageNet ResNet: CenterCrop side (default 224)");
+
   // CLI11 reads an unknown first word ("fsa trian") as a stray argument and
   // says only that a subcommand is required: name it.
   if (argc > 1 && argv[1][0] != '-') {
@@ -449,6 +476,39 @@ int main(int argc, char** argv) {
       const auto dir = out_dir(test_o, "test");
       open_run_folder(dir, test_o, false);
       fsa::train::run_test(cfg, ws, test_ckpt, dir);
+    } else if (predict->parsed()) {
+      auto& images = predict_o.images;
+      if (!predict_list.empty()) {
+        const auto listed = fsa::train::images_in_list(predict_list, predict_root);
+        images.insert(images.end(), listed.begin(), listed.end());
+      } else if (!predict_root.empty()) {
+        throw fsa::io::ConfigError("--root applies to the paths of --list; give --list too");
+      }
+      if (!predict_folder.empty()) {
+        const auto found = fsa::train::images_in_folder(predict_folder);
+        images.insert(images.end(), found.begin(), found.end());
+      }
+      const auto result = fsa::train::predict(predict_o);
+      std::cout << fsa::train::predictions_table(result) << std::flush;
+      if (!predict_json.empty()) {
+        fsa::io::write_file_atomic(predict_json,
+                                   fsa::train::predictions_json(result).dump(2) + "\n");
+      }
+      if (!predict_csv.empty()) {
+        fsa::io::write_file_atomic(predict_csv, fsa::train::predictions_csv(result));
+      }
+      if (!predict_logits.empty()) {
+        fsa::io::write_file_atomic(predict_logits, fsa::io::npy_bytes(result.logits));
+      }
+      if (!predict_features.empty()) {
+        fsa::io::write_file_atomic(predict_features, fsa::io::npy_bytes(result.features));
+      }
+      if (const auto failed = result.failed(); failed > 0) {
+        throw fsa::data::DataError(fmt::format(
+            "predict: {} of {} images could not be predicted (each named above); the others' "
+            "predictions were written",
+            failed, result.images.size()));
+      }
     } else if (export_cmd->parsed()) {
       require_file(export_ckpt, "--checkpoint");
       export_weights(export_ckpt, export_out, export_state_dict);

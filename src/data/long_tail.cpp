@@ -11,6 +11,7 @@
 #include <numeric>
 #include <random>
 #include <stdexcept>
+#include <tuple>
 #include <unordered_set>
 
 #include "fsa/data/list_file.h"
@@ -173,6 +174,17 @@ std::string canonical_name(std::string name) {
   return out;
 }
 
+/// The mean and std each dataset is normalised with when dataset.normalize
+/// leaves them empty (the values its literature uses); {} for an unknown name.
+std::pair<std::vector<double>, std::vector<double>> default_normalization(
+    const std::string& canonical) {
+  if (canonical == "cifar10lt") return {{0.4914, 0.4822, 0.4465}, {0.2023, 0.1994, 0.2010}};
+  if (canonical == "cifar100lt") return {{0.5071, 0.4867, 0.4408}, {0.2675, 0.2565, 0.2761}};
+  if (canonical == "fashionmnistlt") return {{0.2860}, {0.3530}};
+  if (canonical == "mnistlt") return {{0.1307}, {0.3081}};
+  return {kImageNetMean, kImageNetStd};  // image folders and list-file datasets
+}
+
 std::vector<int64_t> to_vector(const torch::Tensor& t) {
   auto c = t.contiguous();
   return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
@@ -271,7 +283,8 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
   LongTailDataset out;
   ImageSet full_train;
   std::vector<int64_t> kept;
-  std::vector<double> mean, std;
+  const auto defaults = default_normalization(name);
+  std::vector<double> mean = defaults.first, std = defaults.second;
 
   auto from_folder = [&](const std::string& root) {
     std::vector<std::string> classes, test_classes;
@@ -335,13 +348,6 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
 
   if (name == "cifar10lt" || name == "cifar100lt") {
     const int variant = name == "cifar10lt" ? 10 : 100;
-    if (variant == 10) {
-      mean = {0.4914, 0.4822, 0.4465};
-      std = {0.2023, 0.1994, 0.2010};
-    } else {
-      mean = {0.5071, 0.4867, 0.4408};
-      std = {0.2675, 0.2565, 0.2761};
-    }
     if (has_cifar_binary(d.root, variant)) {
       full_train = variant == 10 ? read_cifar10(d.root, true) : read_cifar100(d.root, true);
       out.test = variant == 10 ? read_cifar10(d.root, false) : read_cifar100(d.root, false);
@@ -374,17 +380,10 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
                                            "Coat",        "Sandal",  "Shirt",    "Sneaker",
                                            "Bag",         "Ankle boot"};
       full_train.class_names = out.test.class_names = names;
-      mean = {0.2860};
-      std = {0.3530};
-    } else {
-      mean = {0.1307};
-      std = {0.3081};
     }
     out.format = "idx";
   } else if (name == "imagefolderlt") {
     from_folder(d.root);
-    mean = {0.485, 0.456, 0.406};
-    std = {0.229, 0.224, 0.225};
   } else if (io::is_list_dataset(d.name)) {
     const auto lists = read_list_dataset(d, split, /*check_exists=*/true);
     const auto names = list_class_names(lists.train);
@@ -400,8 +399,6 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
       out.test = out.test.select(to_tensor(decodable(out.test, "test")));
       if (out.val.size() > 0) out.val = out.val.select(to_tensor(decodable(out.val, "validation")));
     }
-    mean = kImageNetMean;
-    std = kImageNetStd;
     out.format = "list-file";
   } else {
     throw io::ConfigError(fmt::format(
@@ -486,8 +483,14 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
         "at least {}x{} (their feature maps shrink 4 to 32 times)",
         d.name, d.root, out.train.images.size(3), out.train.images.size(2), kMinSide, kMinSide));
   }
+  if (!out.file_backed()) {
+    out.preprocessing.height = out.train.images.size(2);
+    out.preprocessing.width = out.train.images.size(3);
+    out.preprocessing.channels = out.train.images.size(1);
+  }
   // 28×28 digits and garments are zero-padded to the 32×32 the CIFAR ResNets take.
   if (!out.file_backed() && out.train.images.size(2) == 28 && out.train.images.size(3) == 28) {
+    out.preprocessing.pad = 2;
     out.train.images = torch::constant_pad_nd(out.train.images, {2, 2, 2, 2}, 0);
     out.test.images = torch::constant_pad_nd(out.test.images, {2, 2, 2, 2}, 0);
     if (out.val.size() > 0) {
@@ -505,6 +508,8 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
   }
   out.mean = mean;
   out.std = std;
+  out.preprocessing.mean = mean;
+  out.preprocessing.std = std;
   if (out.file_backed()) {
     if (mean.size() != 3) {
       throw io::ConfigError(fmt::format("dataset.normalize: list-file images are RGB; give 3 "
@@ -525,6 +530,9 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
       t->mean = mean;
       t->std = std;
     }
+    out.preprocessing.geometry = Geometry::kResizeCenterCrop;
+    out.preprocessing.resize = out.eval_transform.resize_size;
+    out.preprocessing.crop = out.eval_transform.crop_size;
     out.workers = static_cast<int>(d.num_workers);
   }
   // List-file datasets are taken as listed (dataset.kwargs.im does not
@@ -535,6 +543,33 @@ LongTailDataset load_long_tail_dataset(const io::DatasetConfig& d,
   out.fingerprint = Fingerprint{d.name, imbalance, seed, static_cast<int64_t>(kept.size()),
                                 hash_samples(kept, train_labels)};
   return out;
+}
+
+Preprocessing recorded_preprocessing(const io::DatasetConfig& d) {
+  const auto name = canonical_name(d.name);
+  Preprocessing p;
+  std::tie(p.mean, p.std) = default_normalization(name);
+  if (!d.mean.empty()) {
+    p.mean = d.mean;
+    p.std = d.std;
+  }
+  if (name == "cifar10lt" || name == "cifar100lt") {
+    p.height = p.width = 32;
+  } else if (name == "fashionmnistlt" || name == "mnistlt") {
+    p.channels = 1;
+    p.height = p.width = 28;
+    p.pad = 2;
+  } else if (io::is_list_dataset(d.name)) {
+    p.geometry = Geometry::kResizeCenterCrop;
+    p.resize = d.transform.resize_size;
+    p.crop = d.transform.crop_size;
+  } else {
+    throw std::invalid_argument(fmt::format(
+        "the images' size of dataset '{}' is not recorded (an image folder's images may have "
+        "any size)",
+        d.name));
+  }
+  return p;
 }
 
 }  // namespace fsa::data

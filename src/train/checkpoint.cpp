@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <torch/serialize.h>
 #include <torch/serialize/archive.h>
+#include <yaml-cpp/yaml.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -123,6 +124,10 @@ CheckpointInfo info_of(const c10::impl::GenericDict& d, const std::string& path)
       for (const auto& n : v.toListRef()) names.push_back(n.toStringRef());
       return names;
     });
+  }
+  if (d.contains("preprocessing")) {
+    info.preprocessing =
+        field(d, "preprocessing", path, [](const c10::IValue& v) { return v.toStringRef(); });
   }
   if (d.contains("step")) {
     info.step = field(d, "step", path, [](const c10::IValue& v) { return v.toInt(); });
@@ -276,6 +281,7 @@ void save_checkpoint(const std::string& path, models::Backbone& model,
     for (const auto& n : info.class_names) names.push_back(n);
     d.insert("class_names", names);
   }
+  if (!info.preprocessing.empty()) d.insert("preprocessing", info.preprocessing);
   detail::seal(d);
   io::write_file_atomic(path, io::torch_save_bytes(d));
 }
@@ -364,6 +370,30 @@ CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
     }
   }
   return info;
+}
+
+std::shared_ptr<models::Backbone> load_checkpoint_model(const std::string& path,
+                                                        CheckpointInfo* info) {
+  const auto described = read_checkpoint_info(path);
+  std::shared_ptr<models::Backbone> model;
+  try {
+    model = models::make_model(described.arch, described.num_classes);
+  } catch (const std::invalid_argument& e) {
+    throw CheckpointError(fmt::format("checkpoint '{}': {}", path, e.what()));
+  }
+  std::string classifier;
+  try {
+    const auto recorded = YAML::Load(described.config);
+    if (recorded["model"] && recorded["model"]["classifier"]) {
+      classifier = recorded["model"]["classifier"].as<std::string>();
+    }
+  } catch (const YAML::Exception&) {  // no config: a linear classifier
+  }
+  if (classifier == "cosine") model->use_cosine_classifier();
+  load_checkpoint(path, *model, nullptr);
+  model->eval();
+  if (info) *info = described;
+  return model;
 }
 
 }  // namespace fsa::train

@@ -68,7 +68,11 @@ ConfigDifferences resume_differences(const std::string& stored_yaml, const io::C
                                      const std::string& phase) {
   // Both through the current schema, so that keys added since the
   // checkpoint was written compare as their defaults.
-  const auto stored = io::parse_config(YAML::Load(stored_yaml), "the checkpoint's config");
+  auto stored = io::parse_config(YAML::Load(stored_yaml), "the checkpoint's config");
+  if (stored.dataset.mean.empty()) {  // written before config.yaml said the defaults used
+    stored.dataset.mean = now.dataset.mean;
+    stored.dataset.std = now.dataset.std;
+  }
   std::map<std::string, std::string> before, after;
   flatten(YAML::Load(io::to_yaml(stored)), "", before);
   flatten(YAML::Load(io::to_yaml(now)), "", after);
@@ -155,7 +159,7 @@ void check_resume(const io::Config& cfg, const Workspace& ws, const std::string&
   }
   ConfigDifferences diff;
   try {
-    diff = resume_differences(info.config, cfg, phase);
+    diff = resume_differences(info.config, resolved(cfg, ws.data), phase);
   } catch (const std::exception& e) {  // a config of an older schema
     spdlog::warn(
         "{}: the config stored in '{}' cannot be compared with this one ({}); make "
@@ -180,14 +184,23 @@ void check_resume(const io::Config& cfg, const Workspace& ws, const std::string&
   }
 }
 
-void prepare_out_dir(const std::string& out_dir, const io::Config& cfg) {
+io::Config resolved(const io::Config& cfg, const data::LongTailDataset& data) {
+  auto out = cfg;
+  out.dataset.mean = data.mean;
+  out.dataset.std = data.std;
+  return out;
+}
+
+void prepare_out_dir(const std::string& out_dir, const io::Config& cfg,
+                     const data::LongTailDataset& data) {
   fs::create_directories(out_dir);
   for (const auto& folder : {fs::path(out_dir), fs::path(out_dir) / "checkpoints"}) {
     for (const auto& removed : io::remove_stale_temporaries(folder.string())) {
       spdlog::info("removed '{}', left by a run that was killed while saving", removed);
     }
   }
-  io::write_file_atomic((fs::path(out_dir) / "config.yaml").string(), io::to_yaml(cfg));
+  io::write_file_atomic((fs::path(out_dir) / "config.yaml").string(),
+                        io::to_yaml(resolved(cfg, data)));
 }
 
 void write_json(const std::string& path, const nlohmann::json& j) {
@@ -591,7 +604,7 @@ std::string format_comparison(const eval::Report& before, const eval::Report& af
 
 PhaseResult run_test(const io::Config& cfg, Workspace& ws, const std::string& checkpoint,
                      const std::string& out_dir) {
-  detail::prepare_out_dir(out_dir, cfg);
+  detail::prepare_out_dir(out_dir, cfg, ws.data);
   auto model = detail::build_model(cfg, ws);
   load_checkpoint(checkpoint, *model, nullptr);
   PhaseResult r;

@@ -197,7 +197,7 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
   }
   auto model = detail::build_model(cfg, ws);
   const auto phase_i = load_checkpoint(checkpoint, *model, nullptr);
-  detail::prepare_out_dir(out_dir, cfg);
+  detail::prepare_out_dir(out_dir, cfg, ws.data);
   // The Phase I recipe, so that `fsa table` names what the classifier sits on.
   io::write_file_atomic((fs::path(out_dir) / "phase_i_config.yaml").string(), info.config);
   const auto layer = model->stage_names().back();
@@ -239,10 +239,11 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
     result.report = report_on(Split::kTest);
     CheckpointInfo info;
     info.phase = "decouple";
-    info.config = io::to_yaml(cfg);
+    info.config = io::to_yaml(detail::resolved(cfg, ws.data));
     info.best_acc1 = result.report.top1;
     info.fingerprint = ws.data.fingerprint;
     info.class_names = ws.data.train.class_names;
+    info.preprocessing = ws.data.preprocessing.to_json().dump();
     result.checkpoint = (fs::path(out_dir) / "checkpoints" / "last.pt").string();
     fs::create_directories(fs::path(result.checkpoint).parent_path());
     save_checkpoint(result.checkpoint, *model, nullptr, info);

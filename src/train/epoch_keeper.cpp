@@ -51,11 +51,12 @@ CheckpointInfo EpochKeeper::checkpoint_info(int64_t done) const {
   info.best_acc1 = best_acc1_;
   info.best_epoch = best_epoch_;
   info.cam_layer = cfg_.feature.cam_layer;
-  info.config = io::to_yaml(cfg_);
+  info.config = io::to_yaml(data_ ? resolved(cfg_, *data_) : cfg_);
   info.history = history_.dump();
   if (data_) {
     info.fingerprint = data_->fingerprint;
     info.class_names = data_->train.class_names;
+    info.preprocessing = data_->preprocessing.to_json().dump();
   }
   return info;
 }

@@ -47,8 +47,14 @@ struct ConfigDifferences {
 ConfigDifferences resume_differences(const std::string& stored_yaml, const io::Config& now,
                                      const std::string& phase);
 
-/// Creates out_dir and writes the resolved config there.
-void prepare_out_dir(const std::string& out_dir, const io::Config& cfg);
+/// `cfg` with what loading the data resolved written in: dataset.normalize
+/// holds the mean and std used (the dataset's defaults when the config left
+/// them empty), so that config.yaml and the checkpoints' config say them.
+io::Config resolved(const io::Config& cfg, const data::LongTailDataset& data);
+
+/// Creates out_dir and writes the resolved config (resolved(cfg, data)) there.
+void prepare_out_dir(const std::string& out_dir, const io::Config& cfg,
+                     const data::LongTailDataset& data);
 
 /// Writes JSON atomically, pretty-printed.
 void write_json(const std::string& path, const nlohmann::json& j);

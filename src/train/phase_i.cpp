@@ -96,7 +96,7 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
                  p.duplicates > 0 ? fmt::format("; {} duplicate names skipped", p.duplicates)
                                   : std::string());
   }
-  detail::prepare_out_dir(out_dir, cfg);
+  detail::prepare_out_dir(out_dir, cfg, ws.data);
   auto optimizer = make_optimizer(cfg.train.optimizer, model->parameters());
 
   TrainingLoop loop(cfg, "phase_i", /*stream=*/1, ws.seed, out_dir, *model, *optimizer,

@@ -80,7 +80,7 @@ std::vector<int64_t> confusing_classes(const Analysis& a, int64_t t, int64_t nf)
 
 Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& checkpoint,
                       const std::string& out_dir) {
-  detail::prepare_out_dir(out_dir, cfg);
+  detail::prepare_out_dir(out_dir, cfg, ws.data);
   auto model = detail::build_model(cfg, ws);
   const auto phase_i = load_checkpoint(checkpoint, *model, nullptr);
   model->eval();

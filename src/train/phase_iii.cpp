@@ -267,7 +267,7 @@ PhaseResult run_phase_iii(const io::Config& cfg, Workspace& ws, const std::strin
     throw io::ConfigError(fmt::format("feature.cam_layers is {}, the offline store holds {}", layer,
                                       analysis.cam_layer));
   }
-  detail::prepare_out_dir(out_dir, cfg);
+  detail::prepare_out_dir(out_dir, cfg, ws.data);
   auto model = detail::build_model(cfg, ws);
   const auto start = load_checkpoint(checkpoint, *model, nullptr);
   if (analysis.checkpoint_checksum != 0 && analysis.checkpoint_checksum != start.checksum) {

@@ -17,6 +17,8 @@ namespace fsa::data {
 namespace {
 
 using fsa::testing::TempDir;
+using fsa::testing::idx_images;
+using fsa::testing::idx_labels;
 using fsa::testing::write_bytes;
 
 std::vector<uint8_t> cifar_record(std::vector<uint8_t> label_bytes, uint8_t fill) {
@@ -75,21 +77,6 @@ TEST(CifarReader, LabelOutOfRangeNamesRecord) {
     EXPECT_NE(message.find("record 1: label 12"), std::string::npos) << message;
   }
   EXPECT_THROW(read_cifar_batches({dir / "missing.bin"}, 1, 10), DataError);
-}
-
-std::vector<uint8_t> idx_images(uint32_t n, uint32_t h, uint32_t w) {
-  std::vector<uint8_t> b{0, 0, 8, 3};
-  for (uint32_t v : {n, h, w}) {
-    for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(v >> s));
-  }
-  for (uint32_t i = 0; i < n * h * w; ++i) b.push_back(uint8_t(i * 3));
-  return b;
-}
-
-std::vector<uint8_t> idx_labels(const std::vector<uint8_t>& labels) {
-  std::vector<uint8_t> b{0, 0, 8, 1, 0, 0, 0, uint8_t(labels.size())};
-  b.insert(b.end(), labels.begin(), labels.end());
-  return b;
 }
 
 void write_gzip(const std::string& path, const std::vector<uint8_t>& bytes) {

@@ -5,7 +5,9 @@ Run by Debian's PyTorch: /usr/bin/python3 tests/io/torch_files.py OUT_DIR
 Every network is seeded and its BatchNorm running statistics are set away
 from 0 and 1, so that a test comparing fsa's logits with the ones written
 here would see any buffer that failed to load. Each '<name>.logits.pth' holds
-{'x': a batch of inputs, 'logits': the network's eval-mode output}.
+{'x': a batch of inputs, 'logits': the network's eval-mode output}; each
+'<name>.predict.pth' holds {'logits'} of the PNG files image<i>.png (or
+small<i>.png) through torchvision's own transforms, for `fsa predict`.
 """
 
 import argparse
@@ -16,6 +18,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+import torchvision.transforms as T
+from PIL import Image
+
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+CIFAR10_MEAN, CIFAR10_STD = [0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]
 
 
 def perturb_batchnorm(model, seed):
@@ -101,6 +108,24 @@ def save_logits(model, x, path):
         torch.save({"x": x, "logits": model(x)}, path)
 
 
+def write_images(out, stem, sizes, seed):
+    """Random RGB PNG files of the given (height, width); returns their paths."""
+    g = torch.Generator().manual_seed(seed)
+    paths = []
+    for i, (h, w) in enumerate(sizes):
+        pixels = torch.randint(0, 256, (h, w, 3), generator=g, dtype=torch.uint8)
+        paths.append(f"{out}/{stem}{i}.png")
+        Image.fromarray(pixels.numpy()).save(paths[-1])
+    return paths
+
+
+def save_predict_logits(model, transform, paths, path):
+    x = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths])
+    model.eval()
+    with torch.no_grad():
+        torch.save({"logits": model(x)}, path)
+
+
 def main(out):
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
@@ -120,6 +145,12 @@ def main(out):
                f"{out}/r18_torchvision_reference.pth")
     save_logits(r18, torch.randn(2, 3, 64, 64), f"{out}/r18.logits.pth")
     torch.save(r18, f"{out}/r18_whole_model.pth")
+    # Shorter sides of 64 already, so that Resize(64) does not resample: fsa's
+    # resampling may differ from PIL's by a grey level (data/image_transforms.h).
+    images = write_images(out, "image", ((64, 80), (96, 64), (64, 64)), seed=5)
+    save_predict_logits(r18, T.Compose([T.Resize(64), T.CenterCrop(64), T.ToTensor(),
+                                        T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]),
+                        images, f"{out}/r18.predict.pth")
 
     # At 1000 classes: a head that does not fit a 10-class model.
     r18_1000 = torchvision.models.resnet18()
@@ -145,6 +176,9 @@ def main(out):
     assert any(k.startswith("feature_sub_net.") for k in ref.state_dict())
     torch.save({"model_state": ref.state_dict(), "epoch": 199}, f"{out}/r32_reference.pth")
     save_logits(ref, x32, f"{out}/r32_reference.logits.pth")
+    small = write_images(out, "small", ((32, 32), (32, 32)), seed=6)
+    save_predict_logits(ref, T.Compose([T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)]),
+                        small, f"{out}/r32_reference.predict.pth")
 
     # A pickle that would run a shell command if it were unpickled by Python.
     class Evil:

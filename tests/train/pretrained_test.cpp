@@ -9,9 +9,11 @@
 
 #include <filesystem>
 
+#include "fsa/io/config.h"
 #include "fsa/io/torch_file.h"
 #include "fsa/models/backbone.h"
 #include "fsa/train/checkpoint.h"
+#include "fsa/train/predict.h"
 #include "test_util.h"
 
 namespace fsa::train {
@@ -100,6 +102,45 @@ TEST_F(PretrainedTest, ReferenceCheckpointSkipsItsSecondNamesAndMapsItsFcHead) {
   EXPECT_GT(load.duplicates, 0u);
   EXPECT_TRUE(load.reinitialised.empty());
   expect_same_logits(*model, "r32_reference.logits.pth");
+}
+
+TEST_F(PretrainedTest, PredictOnImageFilesGivesTorchvisionsLogits) {
+  PredictOptions opts;
+  opts.model = "resnet18";
+  opts.resize = opts.crop = 64;
+  opts.precision = "fp32";
+  opts.images = {file("image0.png"), file("image1.png"), file("image2.png")};
+  opts.batch_size = 2;
+  const auto expected =
+      io::read_torch_file(file("r18.predict.pth")).toGenericDict().at("logits").toTensor();
+  // The same through each way of saving the weights.
+  for (const char* name : {"r18.pth", "r18_wrapped.pth", "r18_torchvision_reference.pth"}) {
+    SCOPED_TRACE(name);
+    opts.checkpoint = file(name);
+    const auto p = predict(opts);
+    ASSERT_EQ(p.failed(), 0);
+    EXPECT_TRUE(torch::allclose(p.logits, expected, 1e-5, 1e-5))
+        << (p.logits - expected).abs().max().item<double>();
+    EXPECT_EQ(p.preprocessing.describe(),
+              "Resize(64) → CenterCrop(64) → ToTensor() → Normalize(mean=[0.485, 0.456, 0.406], "
+              "std=[0.229, 0.224, 0.225])");
+    EXPECT_EQ(p.class_names.size(), 10u);
+  }
+  // The reference implementation's {'model_state': ...} CIFAR ResNet-32 on
+  // 32×32 images, with CIFAR-10's mean/std.
+  opts.checkpoint = file("r32_reference.pth");
+  opts.model = "resnet32";
+  opts.resize = opts.crop = 0;
+  opts.images = {file("small0.png"), file("small1.png")};
+  const auto p = predict(opts);
+  const auto reference =
+      io::read_torch_file(file("r32_reference.predict.pth")).toGenericDict().at("logits").toTensor();
+  EXPECT_TRUE(torch::allclose(p.logits, reference, 1e-5, 1e-5))
+      << (p.logits - reference).abs().max().item<double>();
+  // Without --model a state_dict is a named error.
+  opts.model.clear();
+  EXPECT_NE(error_message<io::ConfigError>([&] { predict(opts); }).find("--model"),
+            std::string::npos);
 }
 
 TEST_F(PretrainedTest, HeadOfAnotherClassCountIsLeftAsInitialised) {

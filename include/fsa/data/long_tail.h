@@ -9,6 +9,7 @@
 
 #include "fsa/data/image_set.h"
 #include "fsa/data/image_transforms.h"
+#include "fsa/data/preprocessing.h"
 #include "fsa/io/config.h"
 
 namespace fsa::data {
@@ -92,6 +93,9 @@ struct LongTailDataset {
   ImageTransform train_transform = ImageTransform::imagenet_train();
   ImageTransform eval_transform = ImageTransform::imagenet_eval();
   int workers = 0;
+  /// How an image file becomes the input that evaluation gives the network
+  /// (the test images' geometry and `mean`/`std`); checkpoints record it.
+  Preprocessing preprocessing;
 
   int64_t num_classes() const { return train.num_classes(); }
   /// True for list-file datasets: images are decoded from files as batches
@@ -111,5 +115,13 @@ struct LongTailDataset {
 LongTailDataset load_long_tail_dataset(const io::DatasetConfig& dataset,
                                        const io::FinetuneConfig& split, uint64_t seed,
                                        int threads);
+
+/// The evaluation preprocessing a dataset config implies without loading the
+/// data (for checkpoints written before they recorded theirs): CIFAR 32×32,
+/// MNIST-style 28×28 padded by 2, list-file datasets' dataset.transform
+/// sizes; dataset.normalize or the dataset's default mean/std. Throws
+/// std::invalid_argument for image-folder datasets, whose image size only the
+/// data tells.
+Preprocessing recorded_preprocessing(const io::DatasetConfig& dataset);
 
 }  // namespace fsa::data

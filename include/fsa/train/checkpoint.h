@@ -1,22 +1,24 @@
 // Checkpoints that describe themselves (STYLE.md 5): weights, optimiser
 // state, epoch, phase, the resolved config, the training set's fingerprint
-// and class names, in one file written atomically. The file is a pickle
-// (torch::pickle_save) of a dict of tensors and plain values, so Python's
-// torch.load reads it: keys `state_dict`, `optimizer` (LibTorch's optimiser
-// archive as uint8 bytes), `epoch`, `best_acc1`, `best_epoch`, `phase`,
-// `arch`, `num_classes`, `cam_layer`, `config`, `history`, `fingerprint`,
-// `class_names`, `step` and `position` (mid-epoch checkpoints only: steps
-// done of epoch `epoch` + 1, and the loop's and method's position in it as
-// JSON text), `format` (2) and `checksum`: the CRC-32 (zlib) of every
-// other entry (detail::seal), so that a flipped byte anywhere that matters,
-// in the weights or in the epoch, history or config, is caught at load
-// instead of training or testing silently. Files of format 1 (fsa before
-// 2026-12-01) carry a CRC of the weights and optimiser bytes only, and are
-// still read.
+// and class names, in one file written atomically. The file is a plain
+// pickle (io::torch_save_bytes) of a dict of tensors and plain values, so
+// Python's torch.load(..., weights_only=True) reads it: keys `state_dict`,
+// `optimizer` (LibTorch's optimiser archive as uint8 bytes), `epoch`,
+// `best_acc1`, `best_epoch`, `phase`, `arch`, `num_classes`, `cam_layer`,
+// `config`, `history`, `fingerprint`, `class_names`, `preprocessing` (how an
+// image file becomes the network's input, JSON text: data/preprocessing.h),
+// `step` and `position` (mid-epoch checkpoints only: steps done of epoch
+// `epoch` + 1, and the loop's and method's position in it as JSON text),
+// `format` (2) and `checksum`: the CRC-32 (zlib) of every other entry
+// (detail::seal), so that a flipped byte anywhere that matters, in the
+// weights or in the epoch, history or config, is caught at load instead of
+// training or testing silently. Files of format 1 (fsa before 2026-12-01)
+// carry a CRC of the weights and optimiser bytes only, and are still read.
 #pragma once
 
 #include <torch/optim/optimizer.h>
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -53,6 +55,10 @@ struct CheckpointInfo {
   /// does not record it (format 1).
   data::Fingerprint fingerprint;
   std::vector<std::string> class_names;  ///< empty when not recorded
+  /// How an image becomes the network's input (data::Preprocessing::to_json,
+  /// JSON text), so that the file can be used alone (fsa predict); "" when
+  /// not recorded (fsa before 2026-12-02).
+  std::string preprocessing;
   /// The file's `checksum` entry (identifies these exact weights and
   /// metadata; Phase II records it so that Phase III can tell whether its
   /// analysis was made from the same network); 0 for a file without one.
@@ -77,5 +83,13 @@ CheckpointInfo read_checkpoint_info(const std::string& path);
 /// as written by other tools, is loaded unchecked).
 CheckpointInfo load_checkpoint(const std::string& path, models::Backbone& model,
                                torch::optim::Optimizer* optimizer);
+
+/// The network a checkpoint holds, built as it was trained (its arch,
+/// classes and classifier kind, the last from its recorded config), with its
+/// weights loaded, on the CPU in evaluation mode. `info`, if given, receives
+/// the file's description. Throws CheckpointError as load_checkpoint, and
+/// naming the file for an architecture this fsa does not know.
+std::shared_ptr<models::Backbone> load_checkpoint_model(const std::string& path,
+                                                        CheckpointInfo* info = nullptr);
 
 }  // namespace fsa::train
