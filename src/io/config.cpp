@@ -951,6 +951,9 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 
 std::string to_yaml(const Config& c) {
   YAML::Emitter e;
+  // 15 significant digits: every value a person wrote (0.1, 0.485) reads back
+  // exactly and prints as written, not as 0.10000000000000001.
+  e.SetDoublePrecision(15);
   e << YAML::BeginMap;
   e << YAML::Key << "random_seed";
   if (c.random_seed) {
