@@ -256,7 +256,8 @@ int main(int argc, char** argv) {
 
   CommonOptions train_o, extract_o, finetune_o, test_o, run_o, viz_o, decouple_o;
   BenchCommandOptions bench_o;
-  std::string resume, extract_ckpt, finetune_ckpt, finetune_resume, analysis, test_ckpt,
+  std::string resume, extract_ckpt, finetune_ckpt, finetune_resume, decouple_resume, analysis,
+      test_ckpt,
       decouple_ckpt, decouple_method;
   bool store = false, offline = false;
 
@@ -284,6 +285,8 @@ int main(int argc, char** argv) {
   add_run_folder(decouple, decouple_o);
   decouple->add_option("--checkpoint", decouple_ckpt, "Phase I checkpoint")->required();
   decouple->add_option("--method", decouple_method, "crt, lws or tau_norm (decoupling.method)");
+  decouple->add_option("--resume", decouple_resume,
+                       "resume cRT from this checkpoint of its own (classifier, optimiser, epoch)");
 
   auto* test = app.add_subcommand("test", "evaluate a checkpoint on the test set");
   add_run_folder(test, test_o);
@@ -455,6 +458,9 @@ int main(int argc, char** argv) {
         decouple_o.overrides.push_back("decoupling.method=" + decouple_method);
       }
       auto cfg = phase_config(decouple_o, "decouple");
+      if (!decouple_resume.empty()) cfg.checkpoint.resume = decouple_resume;
+      if (!cfg.checkpoint.resume.empty()) require_file(cfg.checkpoint.resume, "checkpoint.resume");
+      fsa::train::keep_resumed_precision(cfg);
       std::string source;
       const auto doc = load_document(decouple_o, &source);
       if (fsa::io::is_pipeline(doc) && !doc["decouple"] && cfg.decoupling.method != "tau_norm") {
@@ -467,7 +473,7 @@ int main(int argc, char** argv) {
       require_file(decouple_ckpt, "the Phase I checkpoint (--checkpoint)");
       auto ws = fsa::train::make_workspace(cfg);
       const auto dir = out_dir(decouple_o, "decouple_" + cfg.decoupling.method);
-      open_run_folder(dir, decouple_o, false);
+      open_run_folder(dir, decouple_o, !cfg.checkpoint.resume.empty());
       fsa::train::run_decouple(cfg, ws, decouple_ckpt, dir);
     } else if (test->parsed()) {
       auto cfg = phase_config(test_o, "phase_iii");

@@ -141,11 +141,12 @@ torch::Tensor tau_normalize(const torch::Tensor& weight, double tau) {
 PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string& checkpoint,
                          const std::string& out_dir) {
   const auto& method_name = cfg.decoupling.method;
-  if (!cfg.checkpoint.resume.empty()) {
-    throw io::ConfigError(
-        fmt::format("config {}: key 'checkpoint.resume': fsa decouple does not "
-                    "resume (its runs are short); run it again",
-                    cfg.source));
+  if (!cfg.checkpoint.resume.empty() && method_name != "crt") {
+    throw io::ConfigError(fmt::format(
+        "config {}: key 'checkpoint.resume': {} does not resume ({}); run it again",
+        cfg.source, method_name,
+        method_name == "lws" ? "its class scales live outside the checkpointed network"
+                             : "it trains nothing"));
   }
   if (method_name == "lws" && cfg.model.classifier == "cosine") {
     throw io::ConfigError(fmt::format("config {}: key 'decoupling.method': lws scales classifier "
@@ -195,6 +196,7 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
           ws.seed);
     }
   }
+  detail::check_resume(cfg, ws, "decouple", "");
   auto model = detail::build_model(cfg, ws);
   const auto phase_i = load_checkpoint(checkpoint, *model, nullptr);
   detail::prepare_out_dir(out_dir, cfg, ws.data);
@@ -262,6 +264,12 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
                       method.trained());
     loop.validation = ws.data.val.size() > 0;
     loop.data = &ws.data;
+    if (!cfg.checkpoint.resume.empty()) {
+      // The frozen network and the classifier as the checkpoint holds them.
+      loop.resumed = load_checkpoint(cfg.checkpoint.resume, *model, optimizer.get());
+      spdlog::info("decouple (crt): resuming from '{}' after epoch {}", cfg.checkpoint.resume,
+                   loop.resumed->epoch);
+    }
     spdlog::info("decouple ({}): loss {}, sampler {}, {} epochs", method_name,
                  Criterion(cfg.train.loss, ws.data.class_counts, ws.device).describe(),
                  cfg.train.sampler.name, cfg.train.num_epoch);

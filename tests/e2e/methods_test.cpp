@@ -227,6 +227,16 @@ TEST_F(Methods, LwsRescalesEachRowOfThePhaseIClassifier) {
   EXPECT_TRUE(torch::allclose(b1, b0 * f, 1e-4, 1e-6));
   EXPECT_FALSE(torch::allclose(f, torch::ones_like(f)));  // the scales did learn
   expect_test_reproduces("lws", "decouple");
+  // LWS keeps its scales outside the checkpointed network: it does not
+  // resume (cRT does; tests/fault/kill_test.cpp resumes it after kills).
+  std::string out;
+  EXPECT_EQ(fsa("decouple --config " + path("recipe.yaml") + " --checkpoint " + phase_i() +
+                    " --method lws --resume " + path("lws/checkpoints/last.pt") + " --out " +
+                    path("lws"),
+                &out),
+            2)
+      << out;
+  EXPECT_NE(out.find("lws does not resume"), std::string::npos) << out;
 }
 
 TEST_F(Methods, TauNormWeightNorms) {

@@ -49,6 +49,14 @@ phase_iii:
     batch_size: 8
     optimizer: {name: SGD, kwargs: {lr: 0.01, momentum: 0.9}}
     lr_scheduler: {name: constant}
+decouple:
+  decoupling: {method: crt}
+  train:
+    num_epoch: 2
+    batch_size: 8
+    sampler: class_balanced
+    optimizer: {name: SGD, kwargs: {lr: 0.01, momentum: 0.9}}
+    lr_scheduler: {name: constant}
 )";
 
 /// In memory (the images decoded at the start) or read from files by
@@ -177,6 +185,7 @@ class Kills : public ::testing::Test {
                                   const std::string& phase, const std::string& kill) {
     const auto x = nlohmann::json::parse(read_text(a))[phase]["history"];
     const auto y = nlohmann::json::parse(read_text(b))[phase]["history"];
+    ASSERT_GT(x.size(), 0u) << a << " has no " << phase << ".history";
     ASSERT_EQ(x.size(), y.size()) << "kill " << kill;
     for (size_t e = 0; e < x.size(); ++e) {
       for (const char* key : {"train_loss", "train_acc", "test_loss", "test_acc"}) {
@@ -225,6 +234,24 @@ class Kills : public ::testing::Test {
     return s;
   }
 
+  /// Phase I and Phase II once per process (--store: with the offline
+  /// feature store); returns Phase III's " --checkpoint P1 --analysis P2" arguments.
+  static std::string phase_i_and_ii(bool store) {
+    if (!fs::exists(path("p1/checkpoints/last.pt"))) {
+      EXPECT_EQ(fsa("train --config " + path("recipe.yaml") + " --out " + path("p1")), 0)
+          << read_text(path("cmd.log"));
+    }
+    const auto p2 = path(store ? "p2_store" : "p2");
+    if (!fs::exists(p2 + "/analysis.pt")) {
+      EXPECT_EQ(fsa("extract --config " + path("recipe.yaml") + (store ? " --store" : "") +
+                    " --checkpoint " + path("p1/checkpoints/last.pt") + " --out " + p2),
+                0)
+          << read_text(path("cmd.log"));
+    }
+    return " --checkpoint " + path("p1/checkpoints/last.pt") + " --analysis " + p2 +
+           "/analysis.pt";
+  }
+
   static TempDir* dir_;
 };
 
@@ -245,16 +272,26 @@ TEST_F(Kills, PhaseIOnFilesWithLoaderThreadsResumesBitForBit) {
 
 TEST_F(Kills, PhaseIiiResumesBitForBitAfterAKillAtAnySavePoint) {
   if (!have_strace()) GTEST_SKIP() << "strace is not installed (scripts/setup.sh installs it)";
-  ASSERT_EQ(fsa("train --config " + path("recipe.yaml") + " --out " + path("p1")), 0)
-      << read_text(path("cmd.log"));
-  ASSERT_EQ(fsa("extract --config " + path("recipe.yaml") + " --checkpoint " +
-                path("p1/checkpoints/last.pt") + " --out " + path("p2")),
-            0)
-      << read_text(path("cmd.log"));
-  const auto s = sweep("finetune",
-                       "--config " + path("recipe.yaml") + " --checkpoint " +
-                           path("p1/checkpoints/last.pt") + " --analysis " + path("p2/analysis.pt"),
+  const auto s = sweep("finetune", "--config " + path("recipe.yaml") + phase_i_and_ii(false),
                        "phase_iii", "phase_iii");
+  EXPECT_GT(s.resumed, 0);
+}
+
+TEST_F(Kills, PhaseIiiOfflineResumesBitForBit) {
+  if (!have_strace()) GTEST_SKIP() << "strace is not installed (scripts/setup.sh installs it)";
+  const auto s = sweep("finetune --offline",
+                       "--config " + path("recipe.yaml") + phase_i_and_ii(true),
+                       "phase_iii_offline", "phase_iii");
+  EXPECT_GT(s.resumed, 0);
+}
+
+TEST_F(Kills, CrtResumesBitForBit) {
+  if (!have_strace()) GTEST_SKIP() << "strace is not installed (scripts/setup.sh installs it)";
+  phase_i_and_ii(false);
+  const auto s = sweep("decouple",
+                       "--config " + path("recipe.yaml") + " --method crt --checkpoint " +
+                           path("p1/checkpoints/last.pt"),
+                       "crt", "decouple");
   EXPECT_GT(s.resumed, 0);
 }
 
