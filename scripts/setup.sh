@@ -10,6 +10,7 @@ packages=(
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev
   libyaml-cpp-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev zlib1g-dev
   libprotobuf-dev protobuf-compiler           # TensorBoard event files
+  libgloo-dev                                 # data-parallel training (c10d with Gloo)
   gnuplot-nox                                 # report charts
   libgtest-dev libbenchmark-dev
   strace                                      # kills at save points (tests/fault)

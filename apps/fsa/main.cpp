@@ -15,6 +15,7 @@
 
 #include "fsa/bench/bench.h"
 #include "fsa/data/image_set.h"
+#include "fsa/dist/dist.h"
 #include "fsa/io/config.h"
 #include "fsa/io/files.h"
 #include "fsa/io/npy.h"
@@ -167,6 +168,16 @@ std::string out_dir(const CommonOptions& o, const std::string& fallback) {
 /// log.txt (a command that stopped on an error) is taken as it is.
 void open_run_folder(const std::string& dir, const CommonOptions& o, bool resuming) {
   std::error_code ec;
+  auto& group = fsa::dist::world();
+  if (group.rank() != 0) {  // rank 0 checks, clears and makes the folder; the others log there
+    group.barrier();
+    auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(
+        (fs::path(dir) / fmt::format("log.rank{}.txt", group.rank())).string(),
+        /*truncate=*/false);
+    file->set_level(spdlog::level::warn);
+    spdlog::default_logger()->sinks().push_back(file);
+    return;
+  }
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
     throw fsa::io::ConfigError(
         fmt::format("--out '{}' is a file; expected a folder for the "
@@ -206,6 +217,34 @@ void open_run_folder(const std::string& dir, const CommonOptions& o, bool resumi
     spdlog::info("--overwrite: removed the earlier run's outputs from '{}': {}", dir,
                  fmt::join(removed, ", "));
   }
+  group.barrier();
+}
+
+/// The launch torchrun or SLURM describes (one process without them).
+const fsa::dist::Launch& launch() {
+  static const fsa::dist::Launch l = fsa::dist::launch_from_environment();
+  return l;
+}
+
+/// Data-parallel launches: joins the run's process group before anything is
+/// loaded (the training commands call it with their config). Ranks other
+/// than 0 log warnings only, marked with their rank.
+void join_ranks(const fsa::io::Config& cfg) {
+  const auto& l = launch();
+  if (!l.distributed() || fsa::dist::world().size() > 1) return;
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.dist.timeout * 1000));
+  fsa::dist::set_world(fsa::dist::connect(l, cfg.dist.backend, timeout));
+  if (l.rank != 0) {
+    spdlog::default_logger()->sinks().front()->set_level(spdlog::level::warn);
+    spdlog::set_pattern(fmt::format("[%H:%M:%S] [rank {}] %v", l.rank));
+  }
+  spdlog::info(
+      "data-parallel: {} processes ({}, {} on this machine), {} backend, rendezvous at {}:{}, "
+      "dist.timeout {} s; train.batch_size {} is the global batch ({} or {} per process); rank "
+      "0 writes the run's files",
+      l.world_size, l.launcher, l.local_world_size, fsa::dist::world().backend(), l.master_addr,
+      l.master_port, cfg.dist.timeout, cfg.train.batch_size, cfg.train.batch_size / l.world_size,
+      (cfg.train.batch_size + l.world_size - 1) / l.world_size);
 }
 
 void require_file(const std::string& path, const std::string& what) {
@@ -412,6 +451,18 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    if (launch().distributed()) {
+      for (const auto* sub : app.get_subcommands()) {
+        const auto name = sub->get_name();
+        if (name != "train" && name != "extract" && name != "finetune" && name != "decouple" &&
+            name != "test" && name != "run") {
+          throw fsa::io::ConfigError(fmt::format(
+              "fsa {} runs in one process; {} started {} (train, extract, finetune, decouple, "
+              "test and run are data-parallel)",
+              name, launch().launcher, launch().world_size));
+        }
+      }
+    }
     if (train->parsed()) {
       auto cfg = phase_config(train_o, "phase_i");
       if (!resume.empty()) cfg.checkpoint.resume = resume;
@@ -420,6 +471,7 @@ int main(int argc, char** argv) {
         require_file(cfg.model.pretrained, "model.pretrained");
       }
       fsa::train::keep_resumed_precision(cfg);
+      join_ranks(cfg);
       auto ws = fsa::train::make_workspace(cfg);
       const auto dir = out_dir(train_o, "phase_i");
       open_run_folder(dir, train_o, !cfg.checkpoint.resume.empty());
@@ -430,6 +482,7 @@ int main(int argc, char** argv) {
       if (!extract_ckpt.empty()) cfg.checkpoint.load_checkpoint = extract_ckpt;
       cfg.feature.store = cfg.feature.store || store;
       require_file(cfg.checkpoint.load_checkpoint, "the Phase I checkpoint (--checkpoint)");
+      join_ranks(cfg);
       auto ws = fsa::train::make_workspace(cfg);
       const auto dir = out_dir(extract_o, "phase_ii");
       open_run_folder(dir, extract_o, false);
@@ -445,6 +498,7 @@ int main(int argc, char** argv) {
       fsa::train::validate_phase_iii(cfg);
       require_file(cfg.checkpoint.load_checkpoint, "the Phase I checkpoint (--checkpoint)");
       require_file(cfg.finetune.analysis, "the Phase II analysis (--analysis)");
+      join_ranks(cfg);
       auto ws = fsa::train::make_workspace(cfg);
       fsa::train::load_matching_analysis(cfg.finetune.analysis, ws);
       const auto dir = out_dir(finetune_o, "phase_iii");
@@ -471,6 +525,7 @@ int main(int argc, char** argv) {
             source, cfg.decoupling.method, cfg.decoupling.method));
       }
       require_file(decouple_ckpt, "the Phase I checkpoint (--checkpoint)");
+      join_ranks(cfg);
       auto ws = fsa::train::make_workspace(cfg);
       const auto dir = out_dir(decouple_o, "decouple_" + cfg.decoupling.method);
       open_run_folder(dir, decouple_o, !cfg.checkpoint.resume.empty());
@@ -478,6 +533,7 @@ int main(int argc, char** argv) {
     } else if (test->parsed()) {
       auto cfg = phase_config(test_o, "phase_iii");
       require_file(test_ckpt, "--checkpoint");
+      join_ranks(cfg);
       auto ws = fsa::train::make_workspace(cfg);
       const auto dir = out_dir(test_o, "test");
       open_run_folder(dir, test_o, false);
@@ -561,6 +617,7 @@ int main(int argc, char** argv) {
       }
       fsa::train::keep_resumed_precision(cfg.phase_i);
       fsa::train::keep_resumed_precision(cfg.phase_iii);
+      join_ranks(cfg.phase_i);
       auto ws = fsa::train::make_workspace(cfg.phase_i);
       fsa::train::validate_pipeline_data(cfg, ws);  // before the run folder is made
       const auto dir = run_o.out.empty() && run_o.config.empty()

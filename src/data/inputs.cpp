@@ -136,28 +136,44 @@ std::optional<InputBatch> SequentialBatches::next() {
 
 TrainingBatches::TrainingBatches(const LongTailDataset& data, int64_t batch_size, uint64_t seed,
                                  torch::Device device, const std::string& sampler,
-                                 int64_t num_epochs)
+                                 int64_t num_epochs, int rank, int ranks)
     : data_(data),
       batch_size_(batch_size),
       size_(data.train.size()),
       used_(size_),
+      rank_(rank),
+      ranks_(ranks),
       device_(device),
       sampler_(sampler, data.train.labels, data.num_classes(), num_epochs) {
   check_batch_size(batch_size, "TrainingBatches");
-  // A last batch of one image is dropped each epoch (DataLoader's
-  // drop_last, applied only then): batch norm cannot train on one value per
-  // channel, as at the 1x1 last stage of an ImageNet ResNet on small images.
-  if (size_ > 1 && size_ % batch_size == 1) {
-    used_ = size_ - 1;
+  if (ranks < 1 || rank < 0 || rank >= ranks) {
+    throw std::invalid_argument(fmt::format("TrainingBatches: rank {} of {}", rank, ranks));
+  }
+  if (batch_size < 2 * ranks) {
+    throw std::invalid_argument(fmt::format(
+        "train.batch_size {} is the global batch: {} processes need at least {} (2 images per "
+        "process, for batch norm)",
+        batch_size, ranks, 2 * ranks));
+  }
+  // A last batch that would give a process a single image is dropped each
+  // epoch (DataLoader's drop_last, applied only then): batch norm cannot
+  // train on one value per channel, as at the 1x1 last stage of an ImageNet
+  // ResNet on small images.
+  const int64_t last = size_ % batch_size;
+  if (size_ > 1 && last > 0 && last < 2 * ranks) {
+    used_ = size_ - last;
     spdlog::info(
-        "the last batch of each epoch would hold 1 of the {} training images, and batch "
-        "norm cannot train on one image: it is dropped (a different image each epoch; "
+        "the last batch of each epoch would hold {} of the {} training images{}, and batch "
+        "norm cannot train on one image: it is dropped (different images each epoch; "
         "PyTorch's drop_last)",
-        size_);
+        last, size_,
+        ranks == 1 ? std::string() : fmt::format(", fewer than 2 for each of {} processes", ranks));
   }
   if (data.file_backed()) {
     auto options = loader_options(data, batch_size, true, seed, device);
     options.drop_last = used_ < size_;
+    options.rank = rank;
+    options.ranks = ranks;
     loader_ = std::make_unique<Loader>(data.train.files, data.train_transform, options);
   } else {
     labels_ = data.train.labels.to(device);
@@ -201,18 +217,29 @@ std::optional<InputBatch> TrainingBatches::next() {
   if (loader_) {
     auto batch = loader_->next();
     if (!batch) return std::nullopt;
-    return to_device(std::move(*batch), device_);
+    const auto global = std::min(batch_size_, used_ - batch->index * batch_size_);
+    auto b = to_device(std::move(*batch), device_);
+    b.global_size = global;
+    return b;
   }
   if (!order_.defined()) throw std::logic_error("TrainingBatches::next before start_epoch");
   if (start_ >= used_) return std::nullopt;
   const auto len = std::min(batch_size_, used_ - start_);
   auto idx = order_.narrow(0, start_, len);
   start_ += len;
+  // The whole batch's crops and flips are drawn (as one process draws them),
+  // and this rank's share of them applied.
+  const auto draw = draw_crop_flip(len, 4, gen_);
+  const auto [begin, end] = batch_share(len, rank_, ranks_);
+  idx = idx.narrow(0, begin, end - begin);
   InputBatch b;
-  b.inputs = normalize(random_crop_flip(data_.train.images.index_select(0, idx), 4, gen_),
-                       data_.mean, data_.std);
+  b.inputs = normalize(
+      crop_flip(data_.train.images.index_select(0, idx), 4, draw.oy.narrow(0, begin, end - begin),
+                draw.ox.narrow(0, begin, end - begin), draw.flip.narrow(0, begin, end - begin)),
+      data_.mean, data_.std);
   b.labels = labels_.index_select(0, idx);
   b.indices = idx;
+  b.global_size = len;
   return b;
 }
 

@@ -26,11 +26,20 @@ constexpr uint64_t kGivenOrderStream = 0x5A3D1E0F2C4B6987ULL;
 void check_options(const LoaderOptions& o, int64_t size) {
   if (size < 1) throw std::invalid_argument("Loader: no samples");
   if (o.batch_size < 1) throw std::invalid_argument("Loader: batch_size must be >= 1");
+  if (o.ranks < 1 || o.rank < 0 || o.rank >= o.ranks) {
+    throw std::invalid_argument("Loader: rank must be in 0..ranks-1");
+  }
   if (o.workers < 0) throw std::invalid_argument("Loader: workers must be >= 0");
   if (o.prefetch < 0) throw std::invalid_argument("Loader: prefetch must be >= 0");
 }
 
 }  // namespace
+
+std::pair<int64_t, int64_t> batch_share(int64_t n, int rank, int ranks) {
+  const int64_t base = n / ranks, extra = n % ranks;
+  const int64_t begin = rank * base + std::min<int64_t>(rank, extra);
+  return {begin, begin + base + (rank < extra ? 1 : 0)};
+}
 
 uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index) {
   return splitmix64(splitmix64(splitmix64(seed) ^ static_cast<uint64_t>(epoch)) ^
@@ -127,10 +136,12 @@ void Loader::begin_epoch(int64_t epoch, std::vector<int64_t> order, bool given, 
 }
 
 Batch Loader::make_batch(int64_t k) const {
-  const int64_t begin = k * options_.batch_size;
-  const int64_t end =
-      std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order_.size()));
-  const int64_t n = end - begin;
+  const int64_t global_begin = k * options_.batch_size;
+  const int64_t global_end =
+      std::min<int64_t>(global_begin + options_.batch_size, static_cast<int64_t>(order_.size()));
+  const auto [share_begin, share_end] =
+      batch_share(global_end - global_begin, options_.rank, options_.ranks);
+  const int64_t begin = global_begin + share_begin, n = share_end - share_begin;
   Batch batch;
   batch.epoch = epoch_;
   batch.index = k;

@@ -20,12 +20,17 @@ torch::Tensor crop_flip(const torch::Tensor& images, int64_t padding, const torc
   return by_rows.gather(3, cols.view({n, 1, 1, w}).expand({n, c, h, w}));
 }
 
+CropFlipDraw draw_crop_flip(int64_t n, int64_t padding, at::Generator gen) {
+  CropFlipDraw d;
+  d.oy = torch::randint(0, 2 * padding + 1, {n}, gen, torch::kInt64);
+  d.ox = torch::randint(0, 2 * padding + 1, {n}, gen, torch::kInt64);
+  d.flip = torch::randint(0, 2, {n}, gen, torch::kInt64).to(torch::kBool);
+  return d;
+}
+
 torch::Tensor random_crop_flip(const torch::Tensor& images, int64_t padding, at::Generator gen) {
-  const auto n = images.size(0);
-  auto oy = torch::randint(0, 2 * padding + 1, {n}, gen, torch::kInt64);
-  auto ox = torch::randint(0, 2 * padding + 1, {n}, gen, torch::kInt64);
-  auto flip = torch::randint(0, 2, {n}, gen, torch::kInt64).to(torch::kBool);
-  return crop_flip(images, padding, oy, ox, flip);
+  const auto d = draw_crop_flip(images.size(0), padding, gen);
+  return crop_flip(images, padding, d.oy, d.ox, d.flip);
 }
 
 torch::Tensor normalize(const torch::Tensor& images, const std::vector<double>& mean,

@@ -38,6 +38,16 @@ void AccuracyMeter::update(const torch::Tensor& logits_or_predictions,
 
 torch::Tensor AccuracyMeter::confusion() const { return confusion_.cpu(); }
 
+void AccuracyMeter::set_confusion(const torch::Tensor& confusion) {
+  if (confusion.scalar_type() != torch::kInt64 ||
+      confusion.sizes() != torch::IntArrayRef({num_classes_, num_classes_})) {
+    throw std::invalid_argument(fmt::format("AccuracyMeter: counts of {} {} for {} classes",
+                                            c10::toString(confusion.scalar_type()),
+                                            c10::str(confusion.sizes()), num_classes_));
+  }
+  confusion_ = confusion.clone();
+}
+
 int64_t AccuracyMeter::count() const { return confusion_.sum().item<int64_t>(); }
 
 double AccuracyMeter::top1() const {

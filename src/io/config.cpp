@@ -818,6 +818,18 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
     l.finish();
   }
   {
+    auto d = r.child("dist");
+    c.dist.backend = d.get_string("backend", c.dist.backend);
+    if (c.dist.backend != "auto" && c.dist.backend != "gloo" && c.dist.backend != "nccl") {
+      d.fail("dist.backend", fmt::format("auto, gloo or nccl, got '{}'", c.dist.backend));
+    }
+    c.dist.timeout = d.get_double("timeout", c.dist.timeout);
+    if (!(c.dist.timeout > 0)) {
+      d.fail("dist.timeout", fmt::format("seconds > 0, got {}", c.dist.timeout));
+    }
+    d.finish();
+  }
+  {
     auto f = r.child("finetune");
     auto& ft = c.finetune;
     ft.Na = f.get_int("Na", ft.Na, 1);
@@ -1072,6 +1084,8 @@ std::string to_yaml(const Config& c) {
   e << YAML::Key << "log" << YAML::Value << YAML::BeginMap << YAML::Key << "log_interval"
     << YAML::Value << c.log.log_interval << YAML::Key << "progress" << YAML::Value << c.log.progress
     << YAML::EndMap;
+  e << YAML::Key << "dist" << YAML::Value << YAML::BeginMap << YAML::Key << "backend" << YAML::Value
+    << c.dist.backend << YAML::Key << "timeout" << YAML::Value << c.dist.timeout << YAML::EndMap;
   const auto& f = c.finetune;
   e << YAML::Key << "finetune" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "Na" << YAML::Value << f.Na;

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "fsa/data/inputs.h"
+#include "fsa/dist/dist.h"
 #include "fsa/io/files.h"
 #include "fsa/io/report.h"
 #include "fsa/train/checkpoint.h"
@@ -193,6 +194,7 @@ io::Config resolved(const io::Config& cfg, const data::LongTailDataset& data) {
 
 void prepare_out_dir(const std::string& out_dir, const io::Config& cfg,
                      const data::LongTailDataset& data) {
+  if (!dist::is_main()) return;  // data-parallel: rank 0 writes the run's files
   fs::create_directories(out_dir);
   for (const auto& folder : {fs::path(out_dir), fs::path(out_dir) / "checkpoints"}) {
     for (const auto& removed : io::remove_stale_temporaries(folder.string())) {
@@ -204,6 +206,7 @@ void prepare_out_dir(const std::string& out_dir, const io::Config& cfg,
 }
 
 void write_json(const std::string& path, const nlohmann::json& j) {
+  if (!dist::is_main()) return;
   io::write_file_atomic(path, j.dump(2) + "\n");
 }
 
@@ -256,6 +259,18 @@ void RunningStats::restore(const nlohmann::json& state) {
   correct_.fill_(host_correct_);
 }
 
+void RunningStats::combine_ranks() {
+  auto& group = dist::world();
+  if (group.size() == 1) return;
+  auto sums = torch::tensor(
+      {host_loss_, static_cast<double>(host_correct_), static_cast<double>(host_seen_)},
+      torch::kFloat64);
+  group.all_reduce_sum_(sums);
+  host_loss_ = sums[0].item<double>();
+  host_correct_ = static_cast<int64_t>(sums[1].item<double>());
+  host_seen_ = static_cast<int64_t>(sums[2].item<double>());
+}
+
 void RunningStats::sync(int64_t batch) {
   host_loss_ = loss_sum_.item<double>();
   host_correct_ = correct_.item<int64_t>();
@@ -278,6 +293,7 @@ std::unique_ptr<io::Progress> make_progress(const io::Config& cfg, const std::st
 }
 
 void write_report_safely(const std::string& out_dir) {
+  if (!dist::is_main()) return;
   try {
     const auto files = io::write_report(out_dir);
     for (const auto& m : files.missing) {
@@ -346,8 +362,12 @@ namespace {
 /// cross-entropy and accuracies, the logits first adjusted by τ·log π when
 /// `logit_adjust_tau` is not 0 (Menon et al. 2021).
 template <typename NextBatch>
+/// The report of the batches `next` gives. `sharded`: each rank was given
+/// its share of the split (data-parallel evaluation), and the counts and
+/// loss are summed over the ranks, so that every rank gets the report of
+/// the whole split.
 eval::Report accumulate_report(const data::LongTailDataset& train, torch::Device device,
-                               double logit_adjust_tau, NextBatch next) {
+                               double logit_adjust_tau, NextBatch next, bool sharded = false) {
   torch::NoGradGuard no_grad;
   const auto log_prior =
       logit_adjust_tau != 0 ? log_class_prior(train.class_counts).to(device) : torch::Tensor();
@@ -363,8 +383,17 @@ eval::Report accumulate_report(const data::LongTailDataset& train, torch::Device
     meter.update(logits, labels);
     n += labels.size(0);
   }
-  return eval::make_report(meter, train.class_counts, train.head,
-                           n ? loss_sum.item<double>() / double(n) : 0.0);
+  double loss = loss_sum.item<double>();
+  if (sharded && dist::world().size() > 1) {  // every rank saw its share: sum the counts
+    auto counts = meter.confusion();
+    dist::world().all_reduce_sum_(counts);
+    meter.set_confusion(counts);
+    auto sums = torch::tensor({loss, static_cast<double>(n)}, torch::kFloat64);
+    dist::world().all_reduce_sum_(sums);
+    loss = sums[0].item<double>();
+    n = static_cast<int64_t>(sums[1].item<double>());
+  }
+  return eval::make_report(meter, train.class_counts, train.head, n ? loss / double(n) : 0.0);
 }
 
 }  // namespace
@@ -457,9 +486,18 @@ Workspace make_workspace(const io::Config& cfg) {
   Workspace ws;
   ws.device = parse_device(cfg.device);
   const auto hw = std::max(1u, std::thread::hardware_concurrency());
-  const int threads = cfg.threads > 0 ? static_cast<int>(cfg.threads) : static_cast<int>(hw);
+  // threads 0: this process's part of the machine (its cores shared among
+  // the data-parallel ranks on it).
+  const int threads = cfg.threads > 0
+                          ? static_cast<int>(cfg.threads)
+                          : std::max(1, static_cast<int>(hw) / dist::world().local_size());
   torch::set_num_threads(threads);
   ws.seed = cfg.random_seed.value_or(std::random_device{}());
+  if (!cfg.random_seed && dist::world().size() > 1) {  // every rank draws rank 0's seed
+    auto seed = torch::tensor({static_cast<int64_t>(ws.seed)}, torch::kInt64);
+    dist::world().broadcast_(seed, 0);
+    ws.seed = static_cast<uint64_t>(seed.item<int64_t>());
+  }
   if (!cfg.random_seed) {
     spdlog::info(
         "random_seed is null: this run drew seed {} (--set random_seed={} repeats it, "
@@ -535,7 +573,12 @@ eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
                       bool bf16_mixed, double logit_adjust_tau) {
   torch::NoGradGuard no_grad;
   model.eval();
-  data::SequentialBatches input(train, test, batch_size, device);
+  // Data-parallel: each rank evaluates its contiguous share of the split,
+  // and the counts are summed (the same report as one process's).
+  auto& group = dist::world();
+  const auto [begin, end] = data::batch_share(test.size(), group.rank(), group.size());
+  const auto share = group.size() > 1 ? test.select(torch::arange(begin, end)) : test;
+  data::SequentialBatches input(train, share, batch_size, device);
   return detail::accumulate_report(
       train, device, logit_adjust_tau,
       [&]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
@@ -543,7 +586,8 @@ eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
         if (!batch) return std::nullopt;
         AutocastGuard autocast(device, bf16_mixed);
         return std::pair{model.forward(batch->inputs).to(torch::kFloat32), batch->labels};
-      });
+      },
+      /*sharded=*/true);
 }
 
 nlohmann::json report_json(const eval::Report& r, const std::vector<int64_t>& class_counts) {

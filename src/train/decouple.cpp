@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "fsa/data/inputs.h"
+#include "fsa/dist/dist.h"
 #include "fsa/io/files.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/engine.h"
@@ -201,7 +202,9 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
   const auto phase_i = load_checkpoint(checkpoint, *model, nullptr);
   detail::prepare_out_dir(out_dir, cfg, ws.data);
   // The Phase I recipe, so that `fsa table` names what the classifier sits on.
-  io::write_file_atomic((fs::path(out_dir) / "phase_i_config.yaml").string(), info.config);
+  if (dist::is_main()) {
+    io::write_file_atomic((fs::path(out_dir) / "phase_i_config.yaml").string(), info.config);
+  }
   const auto layer = model->stage_names().back();
   const auto eval_maps =
       detail::evaluation_features(*model, ws, layer, cfg.test.batch_size, cfg.bf16_mixed());
@@ -247,8 +250,10 @@ PhaseResult run_decouple(const io::Config& cfg, Workspace& ws, const std::string
     info.class_names = ws.data.train.class_names;
     info.preprocessing = ws.data.preprocessing.to_json().dump();
     result.checkpoint = (fs::path(out_dir) / "checkpoints" / "last.pt").string();
-    fs::create_directories(fs::path(result.checkpoint).parent_path());
-    save_checkpoint(result.checkpoint, *model, nullptr, info);
+    if (dist::is_main()) {
+      fs::create_directories(fs::path(result.checkpoint).parent_path());
+      save_checkpoint(result.checkpoint, *model, nullptr, info);
+    }
     result.metrics.update(report_json(result.report, ws.data.class_counts));
     result.metrics["tau"] = tau;
     result.metrics["tau_selected_on"] = cfg.decoupling.tau_search ? "validation" : "config";

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "fsa/dist/dist.h"
 #include "fsa/train/schedule.h"
 #include "internal.h"
 
@@ -110,16 +111,39 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
   }
   const int64_t epochs = cfg.train.num_epoch;
   const int64_t batches = method.batches_per_epoch();
+  auto& group = dist::world();
+  const bool parallel = group.size() > 1;
   // Mid-epoch checkpoints: every save_step_interval steps, for a method
-  // that can continue an epoch from one.
-  const int64_t step_interval = method.position() ? cfg.checkpoint.save_step_interval : 0;
+  // that can continue an epoch from one (in one process: the running
+  // figures of an epoch are per rank until its end).
+  const int64_t step_interval =
+      method.position() && !parallel ? cfg.checkpoint.save_step_interval : 0;
   if (cfg.checkpoint.save_step_interval > 0 && step_interval == 0) {
     spdlog::warn(
-        "{}: checkpoint.save_step_interval {} is not used: this method cannot continue "
-        "an epoch from a checkpoint, so it writes checkpoints at epoch ends only",
-        loop.phase, cfg.checkpoint.save_step_interval);
+        "{}: checkpoint.save_step_interval {} is not used: {}, so it writes checkpoints at "
+        "epoch ends only",
+        loop.phase, cfg.checkpoint.save_step_interval,
+        parallel ? "data-parallel training does not yet continue an epoch from a checkpoint"
+                 : "this method cannot continue an epoch from a checkpoint");
   }
   const int64_t resumed_step = loop.resumed ? loop.resumed->step : 0;
+  if (parallel && resumed_step > 0) {
+    throw CheckpointError(fmt::format(
+        "checkpoint.resume '{}' was written within epoch {}; data-parallel training resumes "
+        "from checkpoints written at epoch ends (resume it in one process, or from an "
+        "epoch's last.pt)",
+        cfg.checkpoint.resume, start_epoch + 1));
+  }
+  // Data-parallel: every rank starts from rank 0's weights and batch-norm
+  // statistics (DistributedDataParallel's first broadcast); the buffers are
+  // broadcast again after every step (its broadcast_buffers).
+  std::vector<torch::Tensor> buffers;
+  if (parallel) {
+    auto state = loop.model->parameters();
+    buffers = loop.model->buffers();
+    state.insert(state.end(), buffers.begin(), buffers.end());
+    dist::broadcast_tensors(state, 0);
+  }
   if (resumed_step > 0 && !method.position()) {
     throw CheckpointError(fmt::format(
         "checkpoint.resume '{}' was written within epoch {} (after step {}), and {} cannot "
@@ -173,10 +197,19 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
       ++b;
       optimizer.zero_grad();
       step->loss.backward();
+      if (parallel) {
+        // A method that shares batches out says how many images the global
+        // batch holds; one that does not computed the whole batch on every
+        // rank, and its gradients are averaged as they are.
+        const auto global =
+            step->global_images > 0 ? step->global_images : step->images * group.size();
+        dist::average_gradients(loop.trained, step->images, global);
+      }
       if (cfg.train.gradient_clip) {
         torch::nn::utils::clip_grad_norm_(loop.trained, *cfg.train.gradient_clip);
       }
       optimizer.step();
+      if (parallel) dist::broadcast_tensors(buffers, 0);
       stats.add(step->loss, step->logits, step->labels, b);
       if (step_interval > 0 && b % step_interval == 0 && b < batches) {
         stats.sync(b);  // a diverged loss is caught before it is kept
@@ -196,6 +229,7 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
       }
     }
     stats.sync(b);
+    stats.combine_ranks();
     progress->finish();
     method.finish_epoch();
     std::optional<eval::Report> report, val;
@@ -233,6 +267,9 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
       }
     }
   }
+  // Data-parallel: rank 0 has written its checkpoints before any rank goes
+  // on (to a phase that reads them).
+  group.barrier();
   result.last_checkpoint = keeper.last_path();
   result.best_checkpoint = keeper.best_path();
   if (start_epoch >= epochs) {  // nothing written here: the resumed file is the last

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "fsa/dist/dist.h"
 #include "internal.h"
 
 namespace fs = std::filesystem;
@@ -18,7 +19,8 @@ EpochKeeper::EpochKeeper(std::string phase, const io::Config& cfg, std::string o
       out_dir_(std::move(out_dir)),
       model_(model),
       optimizer_(optimizer),
-      events_(std::make_unique<io::EventWriter>(out_dir_)),
+      // Data-parallel: rank 0 writes the event file and the checkpoints.
+      events_(dist::is_main() ? std::make_unique<io::EventWriter>(out_dir_) : nullptr),
       validation_(validation),
       data_(data) {}
 
@@ -65,7 +67,7 @@ void EpochKeeper::save_within_epoch(int64_t epoch, int64_t step, const std::stri
   auto info = checkpoint_info(epoch);
   info.step = step;
   info.position = position;
-  save_checkpoint(last_path(), model_, &optimizer_, info);
+  if (dist::is_main()) save_checkpoint(last_path(), model_, &optimizer_, info);
 }
 
 void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double train_acc,
@@ -90,25 +92,29 @@ void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double 
                        {"train_acc", train_acc},
                        {"seconds", seconds},
                        {"rss_mib", opt(rss)}};
-  events_->add_scalar("loss/train", train_loss, done);
-  events_->add_scalar("acc/train", train_acc, done);
-  events_->add_scalar("lr", lr, done);
+  // TensorBoard scalars (rank 0 only in data-parallel training).
+  auto scalar = [&](const std::string& tag, double value) {
+    if (events_) events_->add_scalar(tag, value, done);
+  };
+  scalar("loss/train", train_loss);
+  scalar("acc/train", train_acc);
+  scalar("lr", lr);
   bool improved = false;
   if (test) {
     entry["test_loss"] = test->loss;
     entry["test_acc"] = test->top1;
     for (const auto& [name, value] : eval::group_accuracies(*test)) {
       entry["test_" + name] = opt(value);
-      if (value) events_->add_scalar("acc_test/" + name, *value, done);
+      if (value) scalar("acc_test/" + name, *value);
     }
-    events_->add_scalar("loss/test", test->loss, done);
-    events_->add_scalar("acc/test", test->top1, done);
+    scalar("loss/test", test->loss);
+    scalar("acc/test", test->top1);
   }
   if (val) {
     entry["val_loss"] = val->loss;
     entry["val_acc"] = val->top1;
-    events_->add_scalar("loss/val", val->loss, done);
-    events_->add_scalar("acc/val", val->top1, done);
+    scalar("loss/val", val->loss);
+    scalar("acc/val", val->top1);
   }
   if (const auto* chooser = validation_ ? val : test) {
     improved = chooser->top1 > best_acc1_;
@@ -118,7 +124,7 @@ void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double 
     }
   }
   history_.push_back(entry);
-  events_->flush();
+  if (events_) events_->flush();
   const auto took = format_duration(seconds);
 
   if (test) {
@@ -137,6 +143,7 @@ void EpochKeeper::end_epoch(int64_t epoch, double lr, double train_loss, double 
                  phase_, done, cfg_.train.num_epoch, lr, train_loss, 100 * train_acc,
                  cfg_.test.interval, took, rss.value_or(0.0));
   }
+  if (!dist::is_main()) return;
   const auto info = checkpoint_info(done);
   // best.pt before last.pt: a kill between the two leaves last.pt one epoch
   // behind, and the resume redoes that epoch and writes both again (the

@@ -95,12 +95,16 @@ class RunningStats {
            int64_t batch);
   /// Refreshes the host copies now (call after the last batch).
   void sync(int64_t batch);
-  double mean_loss() const { return seen_ ? host_loss_ / double(host_seen_) : 0.0; }
+  double mean_loss() const { return host_seen_ ? host_loss_ / double(host_seen_) : 0.0; }
+  /// Data-parallel training, after the epoch's last sync: the sums of every
+  /// rank's batches, so that the epoch's figures are those of the whole
+  /// training set on every rank.
+  void combine_ranks();
   /// The sums so far (after sync), exactly, for a mid-epoch checkpoint; and
   /// back from one.
   nlohmann::json state() const;
   void restore(const nlohmann::json& state);
-  double accuracy() const { return seen_ ? double(host_correct_) / double(host_seen_) : 0.0; }
+  double accuracy() const { return host_seen_ ? double(host_correct_) / double(host_seen_) : 0.0; }
 
  private:
   std::string phase_;

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "fsa/data/inputs.h"
+#include "fsa/dist/dist.h"
 #include "fsa/train/checkpoint.h"
 #include "fsa/train/engine.h"
 #include "fsa/train/loss.h"
@@ -29,7 +30,7 @@ class WholeNetwork : public TrainingMethod {
         ws_(ws),
         model_(model),
         input_(ws.data, cfg.train.batch_size, ws.seed, ws.device, cfg.train.sampler.name,
-               cfg.train.num_epoch),
+               cfg.train.num_epoch, dist::world().rank(), dist::world().size()),
         criterion_(cfg.train.loss, ws.data.class_counts, ws.device) {}
 
   int64_t batches_per_epoch() const override { return input_.batches_per_epoch(); }
@@ -55,6 +56,7 @@ class WholeNetwork : public TrainingMethod {
     step.labels = batch->labels;
     step.loss = criterion_(step.logits, step.labels, epoch_);
     step.images = step.labels.size(0);
+    step.global_images = batch->global_size;
     return step;
   }
 

@@ -10,6 +10,7 @@
 
 #include "fsa/cam/cam.h"
 #include "fsa/data/inputs.h"
+#include "fsa/dist/dist.h"
 #include "fsa/io/files.h"
 #include "fsa/io/torch_file.h"
 #include "fsa/train/checkpoint.h"
@@ -128,6 +129,10 @@ Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& c
   d.insert("checkpoint", checkpoint);
   d.insert("checkpoint_checksum", phase_i.checksum);
   detail::seal(d);
+  if (!dist::is_main()) {  // data-parallel: rank 0 writes; the others wait for its files
+    dist::world().barrier();
+    return result;
+  }
   io::write_file_atomic((fs::path(out_dir) / "analysis.pt").string(), io::torch_save_bytes(d));
 
   std::ostringstream txt;
@@ -161,6 +166,7 @@ Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& c
   spdlog::info("phase_ii: score matrix and confusing classes of {} tail classes written to {}{}",
                std::count(ws.data.head.begin(), ws.data.head.end(), false), out_dir,
                cfg.feature.store ? " (with the offline feature store)" : "");
+  dist::world().barrier();
   return result;
 }
 

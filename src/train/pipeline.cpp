@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "fsa/dist/dist.h"
 #include "fsa/io/files.h"
 #include "fsa/train/phases.h"
 #include "fsa/train/visualize.h"
@@ -92,6 +93,8 @@ std::string run_pipeline(const io::PipelineConfig& cfg_in, Workspace& ws,
                          {"model", cfg.phase_i.model.name},
                          {"seconds", secs}};
   detail::write_json((fs::path(out_dir) / "metrics.json").string(), metrics);
+  const auto table = format_comparison(phase_i.report, phase_iii.report, ws.data);
+  if (!dist::is_main()) return table;  // rank 0 writes the run's files
   std::string resolved = "# The resolved configuration of each phase\n";
   for (const auto& [name, phase] : {std::pair{"phase_i", &cfg.phase_i},
                                     std::pair{"phase_ii", &cfg.phase_ii},
@@ -110,7 +113,6 @@ std::string run_pipeline(const io::PipelineConfig& cfg_in, Workspace& ws,
     spdlog::warn("overlays not written: {}", e.what());
   }
   detail::write_report_safely(out_dir);  // after the overlays: it shows their contact sheets
-  const auto table = format_comparison(phase_i.report, phase_iii.report, ws.data);
   spdlog::info("finished in {}; results in {}\n{}", detail::format_duration(secs), out_dir, table);
   return table;
 }

@@ -250,6 +250,66 @@ TEST(Inputs, ALastBatchOfOneImageIsDropped) {
   EXPECT_EQ(TrainingBatches(d, 4, 0, torch::kCPU).batches_per_epoch(), 3);
 }
 
+/// Every batch of an epoch of `ranks` processes: each rank's share
+/// concatenated in rank order, with the global size each rank was told.
+std::vector<std::pair<torch::Tensor, torch::Tensor>> shared_epoch(const LongTailDataset& d,
+                                                                  int64_t batch, int ranks,
+                                                                  int64_t epoch) {
+  std::vector<std::vector<InputBatch>> per_rank(static_cast<size_t>(ranks));
+  for (int r = 0; r < ranks; ++r) {
+    TrainingBatches input(d, batch, 7, torch::kCPU, "instance_balanced", 1, r, ranks);
+    input.start_epoch(epoch, at::make_generator<at::CPUGeneratorImpl>(epoch));
+    while (auto b = input.next()) per_rank[static_cast<size_t>(r)].push_back(*b);
+  }
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> out;
+  for (size_t k = 0; k < per_rank[0].size(); ++k) {
+    std::vector<torch::Tensor> x, idx;
+    int64_t total = 0;
+    for (int r = 0; r < ranks; ++r) {
+      const auto& b = per_rank[static_cast<size_t>(r)].at(k);
+      EXPECT_GE(b.indices.size(0), 2) << "rank " << r << " batch " << k;
+      x.push_back(b.inputs);
+      idx.push_back(b.indices);
+      total += b.indices.size(0);
+      EXPECT_EQ(b.global_size, per_rank[0][k].global_size);
+    }
+    EXPECT_EQ(total, per_rank[0][k].global_size) << "batch " << k;
+    out.emplace_back(torch::cat(x), torch::cat(idx));
+  }
+  return out;
+}
+
+TEST(Inputs, TheRanksSharesTileEveryBatchOfOneProcessWithItsAugmentation) {
+  fsa::testing::TempDir dir;
+  // 23 images in batches of 8 for 3 processes: 3+3+2 of each batch, and the
+  // last batch of 7 as 3+2+2. File-backed and resident.
+  for (const auto& d : {resident_dataset(23), png_dataset(dir.path(), 23, 8, 2)}) {
+    for (int64_t epoch : {0, 1}) {
+      const auto one = shared_epoch(d, 8, 1, epoch), three = shared_epoch(d, 8, 3, epoch);
+      ASSERT_EQ(one.size(), 3u);
+      ASSERT_EQ(three.size(), 3u);
+      std::set<int64_t> seen;
+      for (size_t k = 0; k < one.size(); ++k) {
+        EXPECT_TRUE(torch::equal(one[k].second, three[k].second)) << "batch " << k;
+        EXPECT_TRUE(torch::equal(one[k].first, three[k].first)) << "batch " << k;
+        for (int64_t j = 0; j < three[k].second.size(0); ++j) {
+          seen.insert(three[k].second[j].item<int64_t>());
+        }
+      }
+      EXPECT_EQ(seen.size(), 23u);  // the epoch covers the set exactly once
+    }
+  }
+  // 21 images: a last batch of 5 would leave a rank one image; it is dropped.
+  const auto d = resident_dataset(21);
+  EXPECT_EQ(shared_epoch(d, 8, 3, 0).size(), 2u);
+  EXPECT_EQ(TrainingBatches(d, 8, 0, torch::kCPU, "instance_balanced", 1, 2, 3).batches_per_epoch(),
+            2);
+  EXPECT_THROW(TrainingBatches(d, 5, 0, torch::kCPU, "instance_balanced", 1, 0, 3),
+               std::invalid_argument);  // under 2 images per process
+  EXPECT_EQ(batch_share(7, 0, 3), (std::pair<int64_t, int64_t>{0, 3}));
+  EXPECT_EQ(batch_share(7, 2, 3), (std::pair<int64_t, int64_t>{5, 7}));
+}
+
 TEST(Inputs, FileBackedAugmentedInputIsSeededFromTheGenerator) {
   fsa::testing::TempDir dir;
   const auto d = png_dataset(dir.path(), 4, 16, 2);

@@ -34,6 +34,9 @@ struct InputBatch {
   /// int64 [B]: each image's position in its split (on the device for
   /// resident sets, so that no batch waits for a copy; CPU for file-backed).
   torch::Tensor indices;
+  /// Images of the whole batch over every rank (data-parallel training,
+  /// where this holds one rank's share); B in one process.
+  int64_t global_size = 0;
 };
 
 /// Unaugmented input of `set`'s images at `indices` (int64 [B], any device).
@@ -86,14 +89,19 @@ class SequentialBatches {
 /// does not draw from `gen`; the other samplers draw the order from `gen`.
 /// When the last batch would hold a single image it is dropped (logged
 /// once): batch norm cannot train on one image.
+/// Data-parallel training (rank `rank` of `ranks`): each batch is this
+/// rank's share (batch_share) of the global batch of one process, with the
+/// same images and augmentation, so the ranks' shares tile every batch and
+/// the epoch covers the training set exactly once; a last batch that would
+/// give some rank fewer than 2 images is dropped (logged).
 class TrainingBatches {
  public:
   /// `sampler` is a train.sampler name, `num_epochs` the schedule's length
-  /// (for progressive). Throws std::invalid_argument if batch_size < 1 or the
-  /// sampler is unknown.
+  /// (for progressive). Throws std::invalid_argument if batch_size < 1, the
+  /// sampler is unknown, or batch_size < 2 · ranks.
   TrainingBatches(const LongTailDataset& data, int64_t batch_size, uint64_t seed,
                   torch::Device device, const std::string& sampler = "instance_balanced",
-                  int64_t num_epochs = 1);
+                  int64_t num_epochs = 1, int rank = 0, int ranks = 1);
   int64_t batches_per_epoch() const;
   void start_epoch(int64_t epoch, at::Generator gen);
   /// The next batch of the epoch; nullopt after the last. Throws
@@ -110,7 +118,8 @@ class TrainingBatches {
  private:
   const LongTailDataset& data_;
   int64_t batch_size_, size_;
-  int64_t used_;  ///< images per epoch: size_, less a last batch of one
+  int64_t used_;  ///< images per epoch: size_, less a last batch too small to share
+  int rank_, ranks_;
   torch::Device device_;
   ClassSampler sampler_;
   torch::Tensor labels_;        // int64 [N] on the device (resident)

@@ -46,7 +46,17 @@ struct LoaderOptions {
   /// Allocate batches in page-locked memory, for asynchronous copies to a
   /// CUDA device. Ignored (ordinary memory) when CUDA is not available.
   bool pin_memory = false;
+  /// Data-parallel training: this process is rank `rank` of `ranks`, and
+  /// batch k holds only its share (batch_share) of the global batch k; the
+  /// order, the batches and each image's augmentation are those of one
+  /// process, so the ranks' shares of a batch tile it exactly.
+  int rank = 0, ranks = 1;
 };
+
+/// Rank `rank`'s share of a global batch of n items: [begin, end), the
+/// items split as evenly as they go (the first n mod ranks ranks take one
+/// more). The shares of ranks 0..ranks−1 tile 0..n in order.
+std::pair<int64_t, int64_t> batch_share(int64_t n, int rank, int ranks);
 
 /// One batch, in delivery order.
 struct Batch {

@@ -18,6 +18,13 @@ namespace fsa::data {
 torch::Tensor random_crop_flip(const torch::Tensor& images, int64_t padding,
                                at::Generator gen);
 
+/// The offsets and flips random_crop_flip draws for n images, in its order
+/// (oy, then ox, then flip): int64 [n], int64 [n], bool [n], on the CPU.
+struct CropFlipDraw {
+  torch::Tensor oy, ox, flip;
+};
+CropFlipDraw draw_crop_flip(int64_t n, int64_t padding, at::Generator gen);
+
 /// The same crop and flip with given offsets: oy, ox int64 [N] in
 /// [0, 2·padding], flip bool [N]. The deterministic core of random_crop_flip.
 torch::Tensor crop_flip(const torch::Tensor& images, int64_t padding, const torch::Tensor& oy,

@@ -30,6 +30,10 @@ class AccuracyMeter {
   /// rows: true class, columns: predicted class; int64 [C, C] on the CPU
   /// (counts accumulate on the device of the predictions).
   torch::Tensor confusion() const;
+  /// Replaces the counts (int64 [C, C]): those of several meters summed, as
+  /// data-parallel evaluation all-reduces them. Throws std::invalid_argument
+  /// for another shape or dtype.
+  void set_confusion(const torch::Tensor& confusion);
 
  private:
   int64_t num_classes_;

@@ -185,6 +185,15 @@ struct LogConfig {
   std::string progress = "auto";  ///< auto | bar | lines | quiet (console progress)
 };
 
+/// Data-parallel training (torchrun or SLURM; dist/dist.h).
+struct DistConfig {
+  /// dist.backend: auto (Gloo on CPU), gloo, or nccl (CUDA builds with NCCL).
+  std::string backend = "auto";
+  /// dist.timeout: seconds a collective waits for the other ranks before the
+  /// run stops with an error naming the rank (a rank that died or stalls).
+  double timeout = 1800;
+};
+
 struct FinetuneConfig {
   int64_t Na = 3;                       ///< fused maps per tail image
   int64_t Nf = 3;                       ///< confusing classes per tail class
@@ -255,6 +264,7 @@ struct Config {
   TestConfig test;
   CheckpointConfig checkpoint;
   LogConfig log;
+  DistConfig dist;
   FinetuneConfig finetune;
   FeatureConfig feature;
   DecouplingConfig decoupling;

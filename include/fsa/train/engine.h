@@ -39,6 +39,10 @@ struct TrainingStep {
   torch::Tensor logits;  ///< float [B, C], for the running accuracy
   torch::Tensor labels;  ///< int64 [B]
   int64_t images = 0;    ///< images the batch stands for (progress images/s)
+  /// Data-parallel training: the images of the global batch whose share
+  /// this step computed (data::InputBatch::global_size); 0 when every rank
+  /// computes the whole batch (methods that do not share batches out).
+  int64_t global_images = 0;
 };
 
 /// The split an evaluation runs on.
