@@ -42,6 +42,15 @@ inline void write_bytes(const std::string& path, const std::vector<uint8_t>& byt
   out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
 }
 
+/// uint8 [H, W, 3] with pixel (y, x, c) = (7y + 3x + 50c) mod 256: an image
+/// whose every pixel is known by hand.
+inline torch::Tensor pattern_image(int64_t h, int64_t w) {
+  auto y = torch::arange(h).view({h, 1, 1});
+  auto x = torch::arange(w).view({1, w, 1});
+  auto c = torch::arange(3).view({1, 1, 3});
+  return ((7 * y + 3 * x + 50 * c) % 256).to(torch::kUInt8).contiguous();
+}
+
 /// An IDX image file (magic 0x00000803): n images of h × w, pixel i of the
 /// file = 3i mod 256.
 inline std::vector<uint8_t> idx_images(uint32_t n, uint32_t h, uint32_t w) {

@@ -16,14 +16,6 @@ namespace {
 
 using fsa::testing::TempDir;
 
-/// uint8 [H, W, 3] with pixel (y, x, c) = (7y + 3x + 50c) mod 256.
-torch::Tensor pattern(int64_t h, int64_t w) {
-  auto y = torch::arange(h).view({h, 1, 1});
-  auto x = torch::arange(w).view({1, w, 1});
-  auto c = torch::arange(3).view({1, 1, 3});
-  return ((7 * y + 3 * x + 50 * c) % 256).to(torch::kUInt8).contiguous();
-}
-
 int pixel(const torch::Tensor& img, int64_t y, int64_t x, int64_t c) {
   return img[y][x][c].item<int>();
 }
@@ -41,7 +33,7 @@ TEST(RoundHalfEven, AsPython) {
 }
 
 TEST(Crop, KnownBoxGivesKnownPixels) {
-  const auto img = pattern(20, 30);
+  const auto img = fsa::testing::pattern_image(20, 30);
   const CropBox box{3, 5, 4, 6};
   const auto out = crop(img, box);
   ASSERT_EQ(out.sizes(), torch::IntArrayRef({4, 6, 3}));
@@ -85,7 +77,7 @@ TEST(Resize, BilinearUpAndAreaDown) {
 }
 
 TEST(Flip, MirrorsColumns) {
-  const auto img = pattern(5, 7);
+  const auto img = fsa::testing::pattern_image(5, 7);
   const auto f = hflip(img);
   for (int64_t x = 0; x < 7; ++x) {
     EXPECT_TRUE(torch::equal(f.select(1, x), img.select(1, 6 - x)));
@@ -102,7 +94,7 @@ TEST(ResizeShorterSide, SizesAsTorchvision) {
   EXPECT_EQ(shorter_side_size(3, 1000, 256), std::make_pair(int64_t{256}, int64_t{85333}));
   // 256·499/300 = 425.81… → 425 (truncated, not rounded).
   EXPECT_EQ(shorter_side_size(300, 499, 256), std::make_pair(int64_t{256}, int64_t{425}));
-  EXPECT_EQ(resize_shorter_side(pattern(50, 80), 32).sizes(), torch::IntArrayRef({32, 51, 3}));
+  EXPECT_EQ(resize_shorter_side(fsa::testing::pattern_image(50, 80), 32).sizes(), torch::IntArrayRef({32, 51, 3}));
 }
 
 TEST(CenterCrop, OffsetsRoundHalfToEven) {
@@ -113,13 +105,13 @@ TEST(CenterCrop, OffsetsRoundHalfToEven) {
   EXPECT_EQ(center_crop_box(256, 343, 224, 224), (CropBox{16, 60, 224, 224}));  // 59.5 → 60
   // Larger than the image: zero padding of (h − H) // 2 before.
   EXPECT_EQ(center_crop_box(5, 10, 8, 4), (CropBox{-1, 3, 8, 4}));
-  const auto img = pattern(9, 8);
+  const auto img = fsa::testing::pattern_image(9, 8);
   const auto c = center_crop(img, 4, 4);  // top round(2.5) = 2, left 2
   EXPECT_TRUE(torch::equal(c, crop(img, {2, 2, 4, 4})));
-  const auto padded = center_crop(pattern(2, 2), 5, 5);  // pad 1 before, 2 after
+  const auto padded = center_crop(fsa::testing::pattern_image(2, 2), 5, 5);  // pad 1 before, 2 after
   EXPECT_EQ(pixel(padded, 0, 0, 1), 0);
-  EXPECT_EQ(pixel(padded, 1, 1, 1), pixel(pattern(2, 2), 0, 0, 1));
-  EXPECT_EQ(pixel(padded, 2, 2, 2), pixel(pattern(2, 2), 1, 1, 2));
+  EXPECT_EQ(pixel(padded, 1, 1, 1), pixel(fsa::testing::pattern_image(2, 2), 0, 0, 1));
+  EXPECT_EQ(pixel(padded, 2, 2, 2), pixel(fsa::testing::pattern_image(2, 2), 1, 1, 2));
   EXPECT_EQ(pixel(padded, 3, 3, 0), 0);
 }
 
@@ -193,7 +185,7 @@ TEST(RandomCrop, PaddedCropsCoverEveryOffsetAndPadWithZeros) {
   const auto top = uniform_int(b, 0, 36 - 30), left = uniform_int(b, 0, 44 - 30);
   EXPECT_EQ(box, (CropBox{top - 2, left - 2, 30, 30}));
   // A box at (−4, −4): the first four rows and columns are the zero padding.
-  const auto img = pattern(32, 32);
+  const auto img = fsa::testing::pattern_image(32, 32);
   const auto c = crop(img, CropBox{-4, -4, 32, 32});
   EXPECT_EQ(c.narrow(0, 0, 4).sum().item<int64_t>(), 0);
   EXPECT_EQ(c.narrow(1, 0, 4).sum().item<int64_t>(), 0);
@@ -211,7 +203,7 @@ TEST(ImageTransform, RandomCropPipelineOnSmallImages) {
   t.flip = false;
   t.mean = {0, 0, 0};
   t.std = {1, 1, 1};
-  const auto img = pattern(32, 32);
+  const auto img = fsa::testing::pattern_image(32, 32);
   Rng r1(5), r2(5);
   const auto out = t(img, r1);
   ASSERT_EQ(out.sizes(), torch::IntArrayRef({3, 32, 32}));
@@ -323,7 +315,7 @@ TEST(ColorJitter, DrawsFactorsInRangeAndEveryOrder) {
 }
 
 TEST(ImageTransform, TrainAndEvalPipelines) {
-  const auto img = pattern(375, 500);
+  const auto img = fsa::testing::pattern_image(375, 500);
   const auto train = ImageTransform::imagenet_train();
   Rng a(5), b(5);
   const auto x = train(img, a);

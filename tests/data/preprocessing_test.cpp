@@ -17,14 +17,6 @@ namespace {
 
 using fsa::testing::TempDir;
 
-/// uint8 [H, W, 3] with pixel (y, x, c) = (11y + 5x + 70c) mod 256.
-torch::Tensor pattern(int64_t h, int64_t w) {
-  auto y = torch::arange(h).view({h, 1, 1});
-  auto x = torch::arange(w).view({1, w, 1});
-  auto c = torch::arange(3).view({1, 1, 3});
-  return ((11 * y + 5 * x + 70 * c) % 256).to(torch::kUInt8).contiguous();
-}
-
 TEST(Preprocessing, LumaIsPilsFixedPointFormula) {
   Preprocessing p;
   p.channels = 1;
@@ -48,14 +40,14 @@ TEST(Preprocessing, ResizeGeometryAtTheImagesOwnSizeIsNormalizeAlone) {
   Preprocessing p;  // 32×32 RGB
   p.mean = {0.4, 0.5, 0.6};
   p.std = {0.2, 0.25, 0.3};
-  const auto image = pattern(32, 32);
+  const auto image = fsa::testing::pattern_image(32, 32);
   const auto pixels = p.pixels(image);
   ASSERT_TRUE(torch::equal(pixels, image.permute({2, 0, 1})));
   const auto x = p.input(pixels.unsqueeze(0));
   ASSERT_EQ(x.sizes(), torch::IntArrayRef({1, 3, 32, 32}));
   EXPECT_TRUE(torch::equal(x, normalize(pixels.unsqueeze(0), p.mean, p.std)));
-  // One value by hand, in double: pixel (3, 7, 2) = 11·3 + 5·7 + 140 = 208.
-  EXPECT_NEAR(x[0][2][3][7].item<double>(), (208 / 255.0 - 0.6) / 0.3, 1e-6);
+  // One value by hand, in double: pixel (3, 7, 2) = 7·3 + 3·7 + 50·2 = 142.
+  EXPECT_NEAR(x[0][2][3][7].item<double>(), (142 / 255.0 - 0.6) / 0.3, 1e-6);
 }
 
 TEST(Preprocessing, TwentyEightPixelGreyImagesArePaddedByTwo) {
@@ -65,7 +57,7 @@ TEST(Preprocessing, TwentyEightPixelGreyImagesArePaddedByTwo) {
   p.pad = 2;
   p.mean = {0.5};
   p.std = {0.5};
-  const auto image = pattern(28, 28);
+  const auto image = fsa::testing::pattern_image(28, 28);
   const auto out = p.pixels(image);
   ASSERT_EQ(out.sizes(), torch::IntArrayRef({1, 32, 32}));
   EXPECT_EQ(p.input_height(), 32);
@@ -93,7 +85,7 @@ TEST(Preprocessing, CropGeometryIsImageTransformsEvaluationBitForBit) {
   Rng rng(3);
   std::vector<torch::Tensor> expected, pixels;
   for (const auto& [h, w] : std::vector<std::pair<int64_t, int64_t>>{{50, 70}, {97, 41}}) {
-    const auto image = pattern(h, w);
+    const auto image = fsa::testing::pattern_image(h, w);
     expected.push_back(eval(image, rng));
     pixels.push_back(p.pixels(image));
   }
