@@ -10,8 +10,11 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <csignal>
 #include <filesystem>
+#include <functional>
 #include <iostream>
+#include <set>
 
 #include "fsa/bench/bench.h"
 #include "fsa/data/image_set.h"
@@ -232,8 +235,31 @@ const fsa::dist::Launch& launch() {
 void join_ranks(const fsa::io::Config& cfg) {
   const auto& l = launch();
   if (!l.distributed() || fsa::dist::world().size() > 1) return;
+  if (cfg.train.batch_size < 2 * l.world_size) {
+    throw fsa::io::ConfigError(fmt::format(
+        "config {}: key 'train.batch_size': {} is the global batch; {} processes need at least "
+        "{} (2 images per process, for batch norm)",
+        cfg.source, cfg.train.batch_size, l.world_size, 2 * l.world_size));
+  }
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.dist.timeout * 1000));
+  // Nothing to save during the rendezvous: Ctrl-C or SIGTERM end it at once.
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
   fsa::dist::set_world(fsa::dist::connect(l, cfg.dist.backend, timeout));
+  fsa::train::install_interrupt_handlers();
+  // Every rank must run the same recipe: one started with another config (a
+  // different seed, batch size or dataset) would silently train something else.
+  const auto digest = static_cast<int64_t>(std::hash<std::string>{}(fsa::io::to_yaml(cfg)) >> 1);
+  const auto digests = fsa::dist::world().all_gather(torch::tensor({digest}, torch::kInt64));
+  for (int r = 1; r < l.world_size; ++r) {
+    if (digests[r][0].item<int64_t>() != digests[0][0].item<int64_t>()) {
+      throw fsa::io::ConfigError(fmt::format(
+          "rank {} of {} was started with another config than rank 0 (its resolved settings "
+          "differ); every rank must run the same command with the same config and --set "
+          "overrides",
+          r, l.world_size));
+    }
+  }
   if (l.rank != 0) {
     spdlog::default_logger()->sinks().front()->set_level(spdlog::level::warn);
     spdlog::set_pattern(fmt::format("[%H:%M:%S] [rank {}] %v", l.rank));
@@ -550,26 +576,67 @@ int main(int argc, char** argv) {
         const auto found = fsa::train::images_in_folder(predict_folder);
         images.insert(images.end(), found.begin(), found.end());
       }
+      // The outputs are checked before any image is read: none may be an
+      // input, another output or a folder, and each folder must exist.
+      const std::vector<std::pair<std::string, std::string>> outputs{
+          {"--json", predict_json},
+          {"--csv", predict_csv},
+          {"--logits", predict_logits},
+          {"--features", predict_features}};
+      std::set<std::string> inputs;
+      for (const auto& p : images) inputs.insert(fs::weakly_canonical(p).string());
+      inputs.insert(fs::weakly_canonical(predict_o.checkpoint).string());
+      for (const auto& [option, file] : outputs) {
+        if (file.empty()) continue;
+        const auto canonical = fs::weakly_canonical(file).string();
+        std::error_code ec;
+        if (fs::is_directory(file, ec)) {
+          throw fsa::io::ConfigError(
+              fmt::format("{} '{}' is a folder; expected a file name", option, file));
+        }
+        const auto parent = fs::absolute(file).parent_path();
+        if (!fs::is_directory(parent, ec)) {
+          throw fsa::io::ConfigError(fmt::format("{} '{}': the folder '{}' does not exist", option,
+                                                 file, parent.string()));
+        }
+        if (!inputs.insert(canonical).second) {
+          throw fsa::io::ConfigError(fmt::format(
+              "{} '{}' is an input (the checkpoint, an image) or another output of this command; "
+              "choose another file name",
+              option, file));
+        }
+      }
+      if (!predict_o.cam_dir.empty() && fs::exists(predict_o.cam_dir) &&
+          !fs::is_directory(predict_o.cam_dir)) {
+        throw fsa::io::ConfigError(fmt::format(
+            "--cam '{}' is a file; expected a folder for the overlays", predict_o.cam_dir));
+      }
       const auto result = fsa::train::predict(predict_o);
       std::cout << fsa::train::predictions_table(result) << std::flush;
-      if (!predict_json.empty()) {
-        fsa::io::write_file_atomic(predict_json,
-                                   fsa::train::predictions_json(result).dump(2) + "\n");
-      }
-      if (!predict_csv.empty()) {
-        fsa::io::write_file_atomic(predict_csv, fsa::train::predictions_csv(result));
-      }
-      if (!predict_logits.empty()) {
-        fsa::io::write_file_atomic(predict_logits, fsa::io::npy_bytes(result.logits));
-      }
-      if (!predict_features.empty()) {
-        fsa::io::write_file_atomic(predict_features, fsa::io::npy_bytes(result.features));
-      }
+      auto write = [&](const std::string& option, const std::string& file,
+                       const std::string& bytes) {
+        if (file.empty()) return;
+        try {
+          fsa::io::write_file_atomic(file, bytes);
+        } catch (const std::exception& e) {
+          throw fsa::io::ConfigError(
+              fmt::format("{} '{}' cannot be written: {}", option, file, e.what()));
+        }
+      };
+      // File names that are not UTF-8 are written with U+FFFD in the JSON.
+      write("--json", predict_json,
+            fsa::train::predictions_json(result).dump(2, ' ', false,
+                                                      nlohmann::json::error_handler_t::replace) +
+                "\n");
+      write("--csv", predict_csv, fsa::train::predictions_csv(result));
+      write("--logits", predict_logits, fsa::io::npy_bytes(result.logits));
+      write("--features", predict_features, fsa::io::npy_bytes(result.features));
       if (const auto failed = result.failed(); failed > 0) {
+        const auto n = result.images.size();
         throw fsa::data::DataError(fmt::format(
-            "predict: {} of {} images could not be predicted (each named above); the others' "
-            "predictions were written",
-            failed, result.images.size()));
+            "predict: {} of {} image{} could not be predicted (each named above){}", failed, n,
+            n == 1 ? "" : "s",
+            failed < static_cast<int64_t>(n) ? "; the others' predictions were written" : ""));
       }
     } else if (export_cmd->parsed()) {
       require_file(export_ckpt, "--checkpoint");

@@ -40,6 +40,12 @@ std::optional<int64_t> integer_variable(const std::function<const char*(const ch
   return v;
 }
 
+/// The first line of a LibTorch or Gloo message, without its C++ backtrace.
+std::string first_line(const std::exception& e) {
+  std::string m = e.what();
+  return m.substr(0, m.find('\n'));
+}
+
 std::shared_ptr<Group>& installed() {
   static std::shared_ptr<Group> group;
   return group;
@@ -87,8 +93,8 @@ class C10dGroup : public Group {
     } catch (const std::exception& e) {
       throw train::TrainingError(fmt::format(
           "rank {} of {}: the {} over the {} process group failed or waited longer than "
-          "dist.timeout ({} s): another rank has stopped or stalls ({})",
-          rank(), size(), what, backend_, timeout_.count() / 1000.0, e.what()));
+          "dist.timeout ({} s): another rank has stopped or stalls (its output says why): {}",
+          rank(), size(), what, backend_, timeout_.count() / 1000.0, first_line(e)));
     }
   }
 
@@ -257,8 +263,9 @@ std::shared_ptr<Group> connect(const Launch& launch, const std::string& backend,
   } catch (const std::exception& e) {
     throw io::ConfigError(fmt::format(
         "rank {} of {}: the rendezvous at {}:{} (MASTER_ADDR:MASTER_PORT) did not complete "
-        "within dist.timeout: {}",
-        launch.rank, launch.world_size, launch.master_addr, launch.master_port, e.what()));
+        "within dist.timeout ({} s): {}",
+        launch.rank, launch.world_size, launch.master_addr, launch.master_port,
+        timeout.count() / 1000.0, first_line(e)));
   }
   auto options = c10d::ProcessGroupGloo::Options::create(timeout);
   options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(
@@ -269,8 +276,11 @@ std::shared_ptr<Group> connect(const Launch& launch, const std::string& backend,
     pg =
         c10::make_intrusive<c10d::ProcessGroupGloo>(store, launch.rank, launch.world_size, options);
   } catch (const std::exception& e) {
-    throw io::ConfigError(fmt::format("rank {} of {}: the Gloo process group could not form: {}",
-                                      launch.rank, launch.world_size, e.what()));
+    throw io::ConfigError(fmt::format(
+        "rank {} of {}: the Gloo process group of the rendezvous at {}:{} could not form within "
+        "dist.timeout ({} s): not every rank of WORLD_SIZE {} joined ({})",
+        launch.rank, launch.world_size, launch.master_addr, launch.master_port,
+        timeout.count() / 1000.0, launch.world_size, first_line(e)));
   }
   return std::make_shared<C10dGroup>(std::move(pg), "gloo", timeout, launch.local_world_size);
 #endif

@@ -824,8 +824,8 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
       d.fail("dist.backend", fmt::format("auto, gloo or nccl, got '{}'", c.dist.backend));
     }
     c.dist.timeout = d.get_double("timeout", c.dist.timeout);
-    if (!(c.dist.timeout > 0)) {
-      d.fail("dist.timeout", fmt::format("seconds > 0, got {}", c.dist.timeout));
+    if (!(c.dist.timeout >= 1 && c.dist.timeout <= 1e7)) {
+      d.fail("dist.timeout", fmt::format("seconds in [1, 1e7], got {}", c.dist.timeout));
     }
     d.finish();
   }

@@ -274,6 +274,12 @@ Predictions predict(const PredictOptions& opts) {
       pooled = a.to(torch::kFloat32).mean({2, 3}).cpu();
     }
     const auto rows = torch::tensor(ok);
+    if (!torch::isfinite(logits).all().item<bool>()) {
+      throw TrainingError(fmt::format(
+          "predict: the network of '{}' gives non-finite logits (for '{}' and maybe others): "
+          "its weights have diverged or are damaged, so its predictions mean nothing",
+          opts.checkpoint, opts.images[static_cast<size_t>(ok.front())]));
+    }
     out.logits.index_copy_(0, rows, logits);
     out.features.index_copy_(0, rows, pooled);
     const auto [probs, top] = torch::softmax(logits, 1).topk(k, 1);

@@ -55,15 +55,17 @@ class DataParallel : public ::testing::Test {
   static void TearDownTestSuite() { delete dir_; }
   static std::string path(const std::string& name) { return *dir_ / name; }
 
-  /// `fsa args` on two ranks at once; returns both exit codes, rank 0's first.
-  static std::pair<int, int> two_ranks(const std::string& args, const std::string& name) {
+  /// `fsa args` on two ranks at once (rank 1 with `rank1_extra` appended);
+  /// returns both exit codes, rank 0's first.
+  static std::pair<int, int> two_ranks(const std::string& args, const std::string& name,
+                                       const std::string& rank1_extra = "") {
     const int port = fsa::dist::free_loopback_port();
     auto rank = [&](int r) {
       const auto env = fmt::format(
           "RANK={} WORLD_SIZE=2 LOCAL_RANK={} LOCAL_WORLD_SIZE=2 "
           "MASTER_ADDR=127.0.0.1 MASTER_PORT={} ",
           r, r, port);
-      return fsa::testing::run_command(env + FSA_BINARY + " " + args,
+      return fsa::testing::run_command(env + FSA_BINARY + " " + args + (r == 1 ? rank1_extra : ""),
                                        path(fmt::format("{}.rank{}.log", name, r)));
     };
     int rc1 = -1;
@@ -120,6 +122,28 @@ TEST_F(DataParallel, TwoRanksTrainAndRankZeroAloneWritesTheRun) {
   // The loss sums float32 batch sums, grouped otherwise on two ranks.
   EXPECT_NEAR(two["loss"].get<double>(), one["loss"].get<double>(),
               1e-6 * one["loss"].get<double>());
+}
+
+TEST_F(DataParallel, RanksStartedWithDifferentConfigsAreRefused) {
+  if (!fsa::dist::available()) GTEST_SKIP() << "built without c10d and Gloo (libgloo-dev)";
+  const auto [rc0, rc1] =
+      two_ranks("train --config " + path("config.yaml") + " --out " + path("mixed"), "mixed",
+                " --set random_seed=4");
+  EXPECT_EQ(rc0, 2) << logs("mixed");
+  EXPECT_EQ(rc1, 2) << logs("mixed");
+  EXPECT_NE(read_text(path("mixed.rank0.log")).find("rank 1 of 2 was started with another config"),
+            std::string::npos)
+      << logs("mixed");
+  EXPECT_FALSE(fs::exists(path("mixed/checkpoints")));
+  // A global batch too small to give each rank 2 images is a config error.
+  const auto [b0, b1] = two_ranks("train --config " + path("config.yaml") +
+                                      " --set phase_i.train.batch_size=3 --out " + path("small"),
+                                  "small");
+  EXPECT_EQ(b0, 2) << logs("small");
+  EXPECT_EQ(b1, 2) << logs("small");
+  EXPECT_NE(read_text(path("small.rank0.log")).find("'train.batch_size': 3 is the global batch"),
+            std::string::npos)
+      << logs("small");
 }
 
 TEST_F(DataParallel, ARankThatDiesEndsTheOtherWithANamedError) {

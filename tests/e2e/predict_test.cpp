@@ -201,6 +201,21 @@ TEST_F(Predict, BadOptionsAreNamed) {
   EXPECT_EQ(fsa(path("data/test/class_0/0000.png") + " --top-k 0", &out), 2) << out;
   EXPECT_EQ(fsa(path("data/test/class_0/0000.png") + " --model resnet50", &out), 2) << out;
   EXPECT_NE(out.find("holds resnet20"), std::string::npos) << out;
+  // Outputs are checked before any image is read: never an input, a folder
+  // or a file in a folder that does not exist.
+  const auto image = path("data/test/class_0/0000.png");
+  const auto size = fs::file_size(checkpoint());
+  EXPECT_EQ(fsa(image + " --json " + checkpoint(), &out), 2) << out;
+  EXPECT_NE(out.find("is an input"), std::string::npos) << out;
+  EXPECT_EQ(fs::file_size(checkpoint()), size);
+  EXPECT_EQ(fsa(image + " --csv " + image, &out), 2) << out;
+  EXPECT_EQ(fsa(image + " --json " + path("same.out") + " --csv " + path("same.out"), &out), 2)
+      << out;
+  EXPECT_EQ(fsa(image + " --json " + path("data"), &out), 2) << out;
+  EXPECT_NE(out.find("--json '" + path("data") + "' is a folder"), std::string::npos) << out;
+  EXPECT_EQ(fsa(image + " --logits " + path("nowhere/x.npy"), &out), 2) << out;
+  EXPECT_NE(out.find("does not exist"), std::string::npos) << out;
+  EXPECT_EQ(fsa(image + " --cam " + image, &out), 2) << out;
   EXPECT_EQ(fsa("--folder " + path("nowhere"), &out), 3) << out;
   EXPECT_NE(out.find("nowhere"), std::string::npos) << out;
   std::ofstream(path("list.txt")) << "\xEF\xBB\xBF" << "class_1/0002.png 1\n\nclass_0/0000.png\n";

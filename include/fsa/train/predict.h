@@ -66,7 +66,8 @@ struct Predictions {
 /// or decoded is recorded with its error (the others are still predicted).
 /// Throws CheckpointError for an unreadable checkpoint or state_dict,
 /// io::ConfigError for a bad option (no images, top_k < 1, batch_size < 1,
-/// a plain state_dict without `model`, an unknown device or precision).
+/// a plain state_dict without `model`, an unknown device or precision),
+/// TrainingError when the network's logits are not finite (NaN weights).
 Predictions predict(const PredictOptions& opts);
 
 /// The image files under `dir`, recursively, sorted by path: .jpg, .jpeg,
