@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -576,9 +577,12 @@ eval::Report evaluate(models::Backbone& model, const data::ImageSet& test,
   // Data-parallel: each rank evaluates its contiguous share of the split,
   // and the counts are summed (the same report as one process's).
   auto& group = dist::world();
-  const auto [begin, end] = data::batch_share(test.size(), group.rank(), group.size());
-  const auto share = group.size() > 1 ? test.select(torch::arange(begin, end)) : test;
-  data::SequentialBatches input(train, share, batch_size, device);
+  std::optional<data::ImageSet> shard;
+  if (group.size() > 1) {
+    const auto [begin, end] = data::batch_share(test.size(), group.rank(), group.size());
+    shard = test.select(torch::arange(begin, end));
+  }
+  data::SequentialBatches input(train, shard ? *shard : test, batch_size, device);
   return detail::accumulate_report(
       train, device, logit_adjust_tau,
       [&]() -> std::optional<std::pair<torch::Tensor, torch::Tensor>> {
