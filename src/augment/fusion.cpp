@@ -31,15 +31,20 @@ FusedMaps fuse_with_masks(const torch::Tensor& tail_maps, const torch::Tensor& t
                    masks.reshape({g * na, h, w})};
 }
 
+torch::Tensor draw_fusion_masks(int64_t groups, int64_t na, int64_t h, int64_t w,
+                                at::Generator gen) {
+  const auto gamma = torch::rand({groups, na, 1, 1}, gen);
+  const auto u = torch::rand({groups, na, h, w}, gen);
+  return u > gamma;
+}
+
 FusedMaps fuse_feature_maps(const torch::Tensor& tail_maps, const torch::Tensor& tail_cams,
                             const torch::Tensor& tail_labels, const torch::Tensor& other_maps,
                             const torch::Tensor& other_cams, double ts, double tg,
                             at::Generator gen) {
   const auto g = other_maps.size(0), na = other_maps.size(1), h = other_maps.size(3),
              w = other_maps.size(4);
-  auto gamma = torch::rand({g, na, 1, 1}, gen);
-  auto u = torch::rand({g, na, h, w}, gen);
-  auto masks = (u > gamma).to(tail_maps.device());
+  const auto masks = draw_fusion_masks(g, na, h, w, gen).to(tail_maps.device());
   return fuse_with_masks(tail_maps, tail_cams, tail_labels, other_maps, other_cams, masks, ts, tg);
 }
 

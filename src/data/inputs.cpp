@@ -72,15 +72,22 @@ torch::Tensor eval_inputs(const LongTailDataset& data, const ImageSet& set,
 }
 
 torch::Tensor train_inputs(const LongTailDataset& data, const torch::Tensor& indices,
-                           at::Generator gen, torch::Device device) {
+                           at::Generator gen, torch::Device device, const torch::Tensor& keep) {
   const auto& train = data.train;
+  const int64_t n = indices.size(0);
+  // Rows `keep` of a tensor drawn for all n images (all of them without it).
+  const auto kept = [&](const torch::Tensor& t) {
+    return keep.defined() ? t.index_select(0, keep.to(t.device())) : t;
+  };
   if (!train.file_backed()) {
+    const auto d = draw_crop_flip(n, 4, gen);  // random_crop_flip's draws
+    const auto idx = kept(indices.to(train.images.device()));
     return normalize(
-        random_crop_flip(train.images.index_select(0, indices.to(train.images.device())), 4, gen),
+        crop_flip(train.images.index_select(0, idx), 4, kept(d.oy), kept(d.ox), kept(d.flip)),
         data.mean, data.std);
   }
-  const auto idx = cpu_indices(indices);
-  const auto drawn = torch::randint(0, int64_t(1) << 62, {int64_t(idx.size())}, gen, torch::kInt64);
+  const auto drawn = kept(torch::randint(0, int64_t(1) << 62, {n}, gen, torch::kInt64));
+  const auto idx = cpu_indices(kept(indices.cpu()));
   std::vector<uint64_t> seeds(idx.size());
   for (size_t j = 0; j < idx.size(); ++j) seeds[j] = uint64_t(drawn.data_ptr<int64_t>()[j]);
   return decode_batch(train, idx, data.train_transform, seeds).to(device);

@@ -292,6 +292,8 @@ Group& world() {
   return g ? *g : single;
 }
 
+std::shared_ptr<Group> world_shared() { return installed(); }
+
 void set_world(std::shared_ptr<Group> group) { installed() = std::move(group); }
 
 void average_gradients(const std::vector<torch::Tensor>& params, int64_t local_items,

@@ -827,6 +827,7 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
     if (!(c.dist.timeout >= 1 && c.dist.timeout <= 1e7)) {
       d.fail("dist.timeout", fmt::format("seconds in [1, 1e7], got {}", c.dist.timeout));
     }
+    c.dist.sync_batchnorm = d.get_bool("sync_batchnorm", c.dist.sync_batchnorm);
     d.finish();
   }
   {
@@ -935,6 +936,7 @@ Config parse_config(const YAML::Node& doc, const std::string& source) {
       c.feature.cam_layer = reference_cam_layer;
     }
     c.feature.store = f.get_bool("store", c.feature.store);
+    c.feature.score_matrix = f.get_bool("score_matrix", c.feature.score_matrix);
     f.finish();
   }
   r.finish();
@@ -1085,7 +1087,8 @@ std::string to_yaml(const Config& c) {
     << YAML::Value << c.log.log_interval << YAML::Key << "progress" << YAML::Value << c.log.progress
     << YAML::EndMap;
   e << YAML::Key << "dist" << YAML::Value << YAML::BeginMap << YAML::Key << "backend" << YAML::Value
-    << c.dist.backend << YAML::Key << "timeout" << YAML::Value << c.dist.timeout << YAML::EndMap;
+    << c.dist.backend << YAML::Key << "timeout" << YAML::Value << c.dist.timeout << YAML::Key
+    << "sync_batchnorm" << YAML::Value << c.dist.sync_batchnorm << YAML::EndMap;
   const auto& f = c.finetune;
   e << YAML::Key << "finetune" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "Na" << YAML::Value << f.Na;
@@ -1112,6 +1115,7 @@ std::string to_yaml(const Config& c) {
   e << YAML::Key << "feature" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "cam_layers" << YAML::Value << c.feature.cam_layer;
   e << YAML::Key << "store" << YAML::Value << c.feature.store;
+  e << YAML::Key << "score_matrix" << YAML::Value << c.feature.score_matrix;
   e << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";

@@ -4,10 +4,10 @@
 #include <fmt/ranges.h>
 #include <torch/nn/functional/normalization.h>
 #include <torch/nn/functional/pooling.h>
-#include <torch/nn/modules/batchnorm.h>
 
 #include <stdexcept>
 
+#include "fsa/models/batch_norm.h"
 #include "fsa/models/cifar_resnet.h"
 #include "fsa/models/imagenet_resnet.h"
 
@@ -125,7 +125,7 @@ void Backbone::set_finetune_mode(const std::string& cam_layer) {
   for (size_t i = stage_index(cam_layer) + 1; i < stages_.size(); ++i) {
     stages_[i]->train();
     for (auto& m : stages_[i]->modules()) {
-      if (m->as<torch::nn::BatchNorm2d>()) m->eval();
+      if (m->as<BatchNorm2d>()) m->eval();
     }
   }
   fc_->train();

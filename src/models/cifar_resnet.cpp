@@ -18,9 +18,9 @@ torch::nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride) {
 CifarBasicBlockImpl::CifarBasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride)
     : stride_(stride), pad_channels_(in_planes != planes ? (planes - in_planes) / 2 : 0) {
   conv1 = register_module("conv1", conv3x3(in_planes, planes, stride));
-  bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes));
+  bn1 = register_module("bn1", BatchNorm2d(planes));
   conv2 = register_module("conv2", conv3x3(planes, planes, 1));
-  bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes));
+  bn2 = register_module("bn2", BatchNorm2d(planes));
   if (in_planes + 2 * pad_channels_ != planes) {
     throw std::invalid_argument("option-A shortcut needs planes - in_planes to be even");
   }
@@ -46,7 +46,7 @@ CifarResNet::CifarResNet(int64_t depth, int64_t num_classes)
   }
   const int64_t blocks = (depth - 2) / 6;
   conv1_ = register_module("conv1", conv3x3(3, 16, 1));
-  bn1_ = register_module("bn1", torch::nn::BatchNorm2d(16));
+  bn1_ = register_module("bn1", BatchNorm2d(16));
   int64_t in_planes = 16;
   const int64_t planes[] = {16, 32, 64};
   for (int s = 0; s < 3; ++s) {

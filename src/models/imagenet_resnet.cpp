@@ -24,8 +24,8 @@ torch::nn::Sequential make_stage(int64_t& in_planes, int64_t planes, int64_t blo
     const int64_t s = b == 0 ? stride : 1;
     torch::nn::Sequential downsample{nullptr};
     if (b == 0 && (stride != 1 || in_planes != planes * e)) {
-      downsample = torch::nn::Sequential(conv(in_planes, planes * e, 1, stride),
-                                         torch::nn::BatchNorm2d(planes * e));
+      downsample =
+          torch::nn::Sequential(conv(in_planes, planes * e, 1, stride), BatchNorm2d(planes * e));
     }
     stage->push_back(Block(in_planes, planes, s, downsample));
     in_planes = planes * e;
@@ -38,9 +38,9 @@ torch::nn::Sequential make_stage(int64_t& in_planes, int64_t planes, int64_t blo
 BasicBlockImpl::BasicBlockImpl(int64_t in_planes, int64_t planes, int64_t stride,
                                torch::nn::Sequential ds) {
   conv1 = register_module("conv1", conv(in_planes, planes, 3, stride));
-  bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes));
+  bn1 = register_module("bn1", BatchNorm2d(planes));
   conv2 = register_module("conv2", conv(planes, planes, 3, 1));
-  bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes));
+  bn2 = register_module("bn2", BatchNorm2d(planes));
   if (!ds.is_empty()) downsample = register_module("downsample", ds);
 }
 
@@ -53,11 +53,11 @@ torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x) {
 BottleneckImpl::BottleneckImpl(int64_t in_planes, int64_t planes, int64_t stride,
                                torch::nn::Sequential ds) {
   conv1 = register_module("conv1", conv(in_planes, planes, 1, 1));
-  bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes));
+  bn1 = register_module("bn1", BatchNorm2d(planes));
   conv2 = register_module("conv2", conv(planes, planes, 3, stride));
-  bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes));
+  bn2 = register_module("bn2", BatchNorm2d(planes));
   conv3 = register_module("conv3", conv(planes, planes * kExpansion, 1, 1));
-  bn3 = register_module("bn3", torch::nn::BatchNorm2d(planes * kExpansion));
+  bn3 = register_module("bn3", BatchNorm2d(planes * kExpansion));
   if (!ds.is_empty()) downsample = register_module("downsample", ds);
 }
 
@@ -95,7 +95,7 @@ ImageNetResNet::ImageNetResNet(int64_t depth, int64_t num_classes)
   conv1_ = register_module(
       "conv1",
       torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 64, 7).stride(2).padding(3).bias(false)));
-  bn1_ = register_module("bn1", torch::nn::BatchNorm2d(64));
+  bn1_ = register_module("bn1", BatchNorm2d(64));
   maxpool_ = register_module(
       "maxpool", torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2).padding(1)));
   int64_t in_planes = 64;
@@ -111,7 +111,7 @@ ImageNetResNet::ImageNetResNet(int64_t depth, int64_t num_classes)
   for (auto& m : modules(/*include_self=*/false)) {
     if (auto* c = m->as<torch::nn::Conv2d>()) {
       torch::nn::init::kaiming_normal_(c->weight, /*a=*/0, torch::kFanOut, torch::kReLU);
-    } else if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
+    } else if (auto* bn = m->as<BatchNorm2d>()) {
       torch::nn::init::ones_(bn->weight);
       torch::nn::init::zeros_(bn->bias);
     }

@@ -94,7 +94,7 @@ void check_weights_checksum(const c10::impl::GenericDict& d, const std::string& 
 }
 
 CheckpointInfo info_of(const c10::impl::GenericDict& d, const std::string& path) {
-  if (d.contains("score_matrix") || d.contains("cams")) {
+  if (d.contains("confusing") || d.contains("score_matrix") || d.contains("cams")) {
     throw CheckpointError(
         fmt::format("'{}' is a Phase II file (analysis.pt or features.pt), not "
                     "a checkpoint; expected a Phase I or III checkpoint "

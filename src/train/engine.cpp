@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "fsa/dist/dist.h"
+#include "fsa/models/batch_norm.h"
 #include "fsa/train/schedule.h"
 #include "internal.h"
 
@@ -144,6 +145,22 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
     state.insert(state.end(), buffers.begin(), buffers.end());
     dist::broadcast_tensors(state, 0);
   }
+  // dist.sync_batchnorm: the BatchNorm layers in training mode share their
+  // statistics over the ranks for this fit (torch.nn.SyncBatchNorm).
+  const bool sync_bn = parallel && cfg.dist.sync_batchnorm;
+  if (sync_bn) {
+    const auto layers = models::sync_batchnorm(*loop.model, dist::world_shared());
+    spdlog::info(
+        "{}: {} BatchNorm layers normalise by the statistics of the global batch "
+        "(dist.sync_batchnorm)",
+        loop.phase, layers);
+  }
+  struct Unsync {
+    torch::nn::Module* model;
+    ~Unsync() {
+      if (model != nullptr) models::sync_batchnorm(*model, nullptr);
+    }
+  } unsync{sync_bn ? loop.model : nullptr};
   if (resumed_step > 0 && !method.position()) {
     throw CheckpointError(fmt::format(
         "checkpoint.resume '{}' was written within epoch {} (after step {}), and {} cannot "
@@ -210,7 +227,10 @@ FitResult fit(const TrainingLoop& loop, TrainingMethod& method) {
       }
       optimizer.step();
       if (parallel) dist::broadcast_tensors(buffers, 0);
-      stats.add(step->loss, step->logits, step->labels, b);
+      // A batch every rank computed whole is counted once, on rank 0.
+      if (!parallel || step->global_images > 0 || group.rank() == 0) {
+        stats.add(step->loss, step->logits, step->labels, b);
+      }
       if (step_interval > 0 && b % step_interval == 0 && b < batches) {
         stats.sync(b);  // a diverged loss is caught before it is kept
         const double secs =

@@ -73,9 +73,21 @@ FsaBatchBuilder::FsaBatchBuilder(models::Backbone& model, const data::LongTailDa
       store_(store),
       train_labels_(data.train.labels.to(device)) {}
 
-FsaBatch FsaBatchBuilder::build(const GroupDraw& drawn, at::Generator gen, bool augment) const {
-  const auto n_tail = drawn.tail.size(0), n_other = drawn.other.size(0);
-  auto all = torch::cat({drawn.tail, drawn.other, drawn.head}).to(device_);
+FsaBatch FsaBatchBuilder::build(const GroupDraw& drawn, at::Generator gen, bool augment,
+                                std::optional<std::pair<int64_t, int64_t>> groups) const {
+  const int64_t g_all = drawn.tail.size(0), na = ft_.Na;
+  const auto [g0, g1] = groups.value_or(std::pair<int64_t, int64_t>{0, g_all});
+  // The share's images in [tail | other | head] of the whole draw: its
+  // groups' tail images, their Na confusing and 1 + Na head images.
+  torch::Tensor keep;
+  if (g0 != 0 || g1 != g_all) {
+    const int64_t other_at = g_all, head_at = g_all + drawn.other.size(0);
+    keep = torch::cat({torch::arange(g0, g1), torch::arange(other_at + g0 * na, other_at + g1 * na),
+                       torch::arange(head_at + g0 * (1 + na), head_at + g1 * (1 + na))});
+  }
+  const auto whole = torch::cat({drawn.tail, drawn.other, drawn.head});
+  const auto n_tail = g1 - g0, n_other = n_tail * na;
+  auto all = (keep.defined() ? whole.index_select(0, keep) : whole).to(device_);
   auto y_all = train_labels_.index_select(0, all);
   torch::Tensor maps, cams_t, cams_o;
   if (store_) {
@@ -87,7 +99,7 @@ FsaBatch FsaBatchBuilder::build(const GroupDraw& drawn, at::Generator gen, bool 
   } else {
     torch::NoGradGuard no_grad;
     AutocastGuard autocast(device_, bf16_mixed_);
-    auto x = augment ? data::train_inputs(data_, all, gen, device_)
+    auto x = augment ? data::train_inputs(data_, whole.to(device_), gen, device_, keep)
                      : data::eval_inputs(data_, data_.train, all, device_);
     maps = model_.features(x, layer_).to(torch::kFloat32);
   }
@@ -106,9 +118,10 @@ FsaBatch FsaBatchBuilder::build(const GroupDraw& drawn, at::Generator gen, bool 
   b.tail_cams = cams_t;
   b.other_cams = cams_o;
   const auto k = maps.size(1), h = maps.size(2), w = maps.size(3);
-  b.fused = augment::fuse_feature_maps(b.tail_maps, cams_t, y_t,
-                                       b.other_maps.view({n_tail, ft_.Na, k, h, w}),
-                                       cams_o.view({n_tail, ft_.Na, h, w}), ft_.ts, ft_.tg, gen);
+  const auto masks = augment::draw_fusion_masks(g_all, na, h, w, gen).slice(0, g0, g1);
+  b.fused =
+      augment::fuse_with_masks(b.tail_maps, cams_t, y_t, b.other_maps.view({n_tail, na, k, h, w}),
+                               cams_o.view({n_tail, na, h, w}), masks.to(device_), ft_.ts, ft_.tg);
   b.maps = torch::cat({b.tail_maps, b.fused.maps, a_h});
   b.labels = torch::cat({y_t, b.fused.labels, y_h});
   return b;

@@ -8,12 +8,15 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <sstream>
 
 #include "fsa/augment/fusion.h"
 #include "fsa/cam/cam.h"
 #include "fsa/data/inputs.h"
+#include "fsa/data/loader.h"
+#include "fsa/dist/dist.h"
 #include "fsa/io/files.h"
 #include "fsa/io/torch_file.h"
 #include "fsa/train/checkpoint.h"
@@ -155,7 +158,14 @@ class FineTuneHead : public TrainingMethod {
     const auto len = std::min<int64_t>(groups_per_batch_, int64_t(order_.size()) - next_);
     std::vector<int64_t> tail_batch(order_.begin() + next_, order_.begin() + next_ + len);
     next_ += len;
-    const auto batch = builder_.build(sampler_.draw(tail_batch, rng_), gen_);
+    // Data-parallel: this rank's share of the groups, from the draws of the
+    // whole batch (a batch of fewer groups than ranks runs whole on each).
+    auto& group = dist::world();
+    std::optional<std::pair<int64_t, int64_t>> share;
+    if (group.size() > 1 && len >= group.size()) {
+      share = data::batch_share(len, group.rank(), group.size());
+    }
+    const auto batch = builder_.build(sampler_.draw(tail_batch, rng_), gen_, true, share);
     TrainingStep step;
     {
       AutocastGuard autocast(ws_.device, cfg_.bf16_mixed());
@@ -164,6 +174,7 @@ class FineTuneHead : public TrainingMethod {
     step.labels = batch.labels;
     step.loss = criterion_(step.logits, step.labels, epoch_);
     step.images = batch.tail_images;
+    step.global_images = share ? len : 0;  // every group holds 2(1 + Na) maps
     return step;
   }
 
@@ -223,19 +234,21 @@ Analysis load_matching_analysis(const std::string& path, const Workspace& ws) {
   // here, not index past a class's image list.
   const int64_t classes = ws.data.num_classes();
   const auto& k = analysis.confusing;
-  if (k.dim() != 2 || k.size(0) != classes || k.size(1) != classes - 1 ||
+  const int64_t most = std::max<int64_t>(classes - 1, 1);
+  if (k.dim() != 2 || k.size(0) != classes || k.size(1) < 1 || k.size(1) > most ||
       k.scalar_type() != torch::kInt64) {
-    throw CheckpointError(fmt::format(
-        "Phase II analysis '{}' is malformed: its confusing-class "
-        "table is {} {}, expected int64 [{}, {}]",
-        path, c10::toString(k.scalar_type()), c10::str(k.sizes()), classes, classes - 1));
+    throw CheckpointError(
+        fmt::format("Phase II analysis '{}' is malformed: its confusing-class "
+                    "table is {} {}, expected int64 [{}, K] with 1 ≤ K ≤ {}",
+                    path, c10::toString(k.scalar_type()), c10::str(k.sizes()), classes, most));
   }
+  const int64_t kept = k.size(1);
   const auto table = k.cpu().contiguous();
   const auto* v = table.data_ptr<int64_t>();
   for (int64_t t = 0; t < classes; ++t) {
     if (ws.data.head[size_t(t)]) continue;  // Phase III reads the tail classes' rows
-    for (int64_t i = 0; i < classes - 1; ++i) {
-      const auto c = v[t * (classes - 1) + i];
+    for (int64_t i = 0; i < kept; ++i) {
+      const auto c = v[t * kept + i];
       if (c == -1) continue;  // padding
       if (c < 0 || c >= classes || c == t) {
         throw CheckpointError(fmt::format(

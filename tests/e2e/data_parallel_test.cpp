@@ -10,6 +10,10 @@
 #include <thread>
 
 #include "fsa/dist/dist.h"
+#include "fsa/io/torch_file.h"
+#include "fsa/models/backbone.h"
+#include "fsa/train/checkpoint.h"
+#include "fsa/train/phases.h"
 #include "test_util.h"
 
 namespace {
@@ -122,6 +126,121 @@ TEST_F(DataParallel, TwoRanksTrainAndRankZeroAloneWritesTheRun) {
   // The loss sums float32 batch sums, grouped otherwise on two ranks.
   EXPECT_NEAR(two["loss"].get<double>(), one["loss"].get<double>(),
               1e-6 * one["loss"].get<double>());
+}
+
+TEST_F(DataParallel, WithSyncBatchNormTwoRanksTakeTheStepsOfOneProcess) {
+  if (!fsa::dist::available()) GTEST_SKIP() << "built without c10d and Gloo (libgloo-dev)";
+  // Two global batches of 32 and 31 images (16 and 16, then 16 and 15 per
+  // rank): with the batch statistics of the whole batch, the ranks' steps
+  // are one process's. (Over more steps the float32 rounding of either run
+  // grows on this tiny noisy set as fast as between one process on one or
+  // two threads, so a few steps are what can be compared to 1e-5.)
+  const auto args = "train --config " + path("config.yaml") +
+                    " --set dist.sync_batchnorm=true --set phase_i.train.batch_size=32 "
+                    "--set phase_i.train.num_epoch=1";
+  const auto [rc0, rc1] = two_ranks(args + " --out " + path("sync2"), "sync");
+  ASSERT_EQ(rc0, 0) << logs("sync");
+  ASSERT_EQ(rc1, 0) << logs("sync");
+  EXPECT_NE(read_text(path("sync.rank0.log"))
+                .find("19 BatchNorm layers normalise by the "
+                      "statistics of the global batch"),
+            std::string::npos)
+      << logs("sync");
+  std::string out;
+  ASSERT_EQ(fsa::testing::run_fsa(*dir_, args + " --out " + path("sync1"), &out), 0) << out;
+  auto two = fsa::models::make_model("resnet20", 4), one = fsa::models::make_model("resnet20", 4);
+  fsa::train::load_checkpoint(path("sync2/checkpoints/last.pt"), *two, nullptr);
+  fsa::train::load_checkpoint(path("sync1/checkpoints/last.pt"), *one, nullptr);
+  auto close = [](const torch::Tensor& a, const torch::Tensor& b, const std::string& name) {
+    EXPECT_TRUE(torch::allclose(a.to(torch::kDouble), b.to(torch::kDouble), 1e-5, 1e-5))
+        << name << ": " << (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
+  };
+  for (const auto& p : one->named_parameters())
+    close(two->named_parameters()[p.key()], p.value(), p.key());
+  for (const auto& b : one->named_buffers())
+    close(two->named_buffers()[b.key()], b.value(), b.key());
+
+  // Each rank's own statistics (the default) are another network.
+  const auto [u0, u1] =
+      two_ranks(args + " --set dist.sync_batchnorm=false --out " + path("unsync2"), "unsync");
+  ASSERT_EQ(u0, 0) << logs("unsync");
+  ASSERT_EQ(u1, 0) << logs("unsync");
+  auto unsynced = fsa::models::make_model("resnet20", 4);
+  fsa::train::load_checkpoint(path("unsync2/checkpoints/last.pt"), *unsynced, nullptr);
+  const auto key = "layer1.0.bn1.running_var";
+  EXPECT_GT((unsynced->named_buffers()[key] - one->named_buffers()[key]).abs().max().item<double>(),
+            1e-3);
+}
+
+TEST_F(DataParallel, PhaseIIOnTwoRanksEqualsOneProcess) {
+  if (!fsa::dist::available()) GTEST_SKIP() << "built without c10d and Gloo (libgloo-dev)";
+  std::string out;
+  ASSERT_EQ(fsa::testing::run_fsa(
+                *dir_, "train --config " + path("config.yaml") + " --out " + path("p1"), &out),
+            0)
+      << out;
+  // All classes may be confusing (four classes, one head class otherwise).
+  const auto args = "extract --config " + path("config.yaml") + " --checkpoint " +
+                    path("p1/checkpoints/best.pt") +
+                    " --store --set feature.score_matrix=true --set finetune.confusing_from=all";
+  const auto [rc0, rc1] = two_ranks(args + " --out " + path("ii2"), "extract");
+  ASSERT_EQ(rc0, 0) << logs("extract");
+  ASSERT_EQ(rc1, 0) << logs("extract");
+  ASSERT_EQ(fsa::testing::run_fsa(*dir_, args + " --out " + path("ii1"), &out), 0) << out;
+  const auto two = fsa::train::load_analysis(path("ii2/analysis.pt"));
+  const auto one = fsa::train::load_analysis(path("ii1/analysis.pt"));
+  ASSERT_TRUE(one.score_matrix.defined());
+  EXPECT_EQ(one.score_matrix.sizes(), (std::vector<int64_t>{4, 4}));
+  EXPECT_TRUE(torch::allclose(two.score_matrix, one.score_matrix, 1e-6, 1e-7));
+  EXPECT_TRUE(torch::equal(two.confusing, one.confusing)) << two.confusing << one.confusing;
+  EXPECT_TRUE(torch::allclose(two.confusing_scores, one.confusing_scores, 1e-6, 1e-7));
+  // The ranking is the score matrix's, sorted column by column.
+  EXPECT_TRUE(torch::equal(one.confusing,
+                           fsa::train::rank_confusing(one.score_matrix, {}, /*head_only=*/false)));
+  EXPECT_EQ(read_text(path("ii2/confusing_classes.txt")),
+            read_text(path("ii1/confusing_classes.txt")));
+  // The offline store: every training image once, in the set's order.
+  const auto f2 = fsa::io::read_torch_file(path("ii2/features.pt")).toGenericDict();
+  const auto f1 = fsa::io::read_torch_file(path("ii1/features.pt")).toGenericDict();
+  EXPECT_TRUE(torch::equal(f2.at("labels").toTensor(), f1.at("labels").toTensor()));
+  EXPECT_EQ(f1.at("features").toTensor().size(0), 63);  // im: 5 keeps 63 of the 64
+  EXPECT_TRUE(torch::allclose(f2.at("features").toTensor().to(torch::kFloat),
+                              f1.at("features").toTensor().to(torch::kFloat), 1e-3, 1e-3));
+  EXPECT_TRUE(torch::allclose(f2.at("cams").toTensor(), f1.at("cams").toTensor(), 1e-4, 1e-5));
+}
+
+TEST_F(DataParallel, PhaseIIIOnTwoRanksEqualsOneProcess) {
+  if (!fsa::dist::available()) GTEST_SKIP() << "built without c10d and Gloo (libgloo-dev)";
+  const auto cfg = " --config " + path("config.yaml");
+  std::string out;
+  ASSERT_EQ(fsa::testing::run_fsa(*dir_, "train" + cfg + " --out " + path("p1"), &out), 0) << out;
+  const auto p1 = path("p1/checkpoints/best.pt");
+  ASSERT_EQ(fsa::testing::run_fsa(
+                *dir_, "extract" + cfg + " --checkpoint " + p1 + " --out " + path("p2"), &out),
+            0)
+      << out;
+  // Batches of 3 groups of 2(1 + Na) = 4 maps: ranks take 2 and 1 groups,
+  // built with the draws of the whole batch, and their head gradients are
+  // weighted by their groups: one process's steps.
+  const auto args = "finetune" + cfg + " --checkpoint " + p1 + " --analysis " +
+                    path("p2/analysis.pt") + " --set phase_iii.train.batch_size=12";
+  const auto [rc0, rc1] = two_ranks(args + " --out " + path("p3_2"), "finetune");
+  ASSERT_EQ(rc0, 0) << logs("finetune");
+  ASSERT_EQ(rc1, 0) << logs("finetune");
+  ASSERT_EQ(fsa::testing::run_fsa(*dir_, args + " --out " + path("p3_1"), &out), 0) << out;
+  auto two = fsa::models::make_model("resnet20", 4), one = fsa::models::make_model("resnet20", 4);
+  fsa::train::load_checkpoint(path("p3_2/checkpoints/last.pt"), *two, nullptr);
+  fsa::train::load_checkpoint(path("p3_1/checkpoints/last.pt"), *one, nullptr);
+  for (const auto& p : one->named_parameters()) {
+    const auto q = two->named_parameters()[p.key()];  // a copy: the dict is a temporary
+    EXPECT_TRUE(torch::allclose(q, p.value(), 1e-5, 1e-6))
+        << p.key() << ": " << (q - p.value()).abs().max().item<double>();
+  }
+  const auto m2 = nlohmann::json::parse(read_text(path("p3_2/metrics.json")))["phase_iii"];
+  const auto m1 = nlohmann::json::parse(read_text(path("p3_1/metrics.json")))["phase_iii"];
+  EXPECT_NEAR(m2["history"][0]["train_loss"].get<double>(),
+              m1["history"][0]["train_loss"].get<double>(), 1e-5);
+  EXPECT_EQ(m2["history"][0]["train_acc"], m1["history"][0]["train_acc"]);
 }
 
 TEST_F(DataParallel, RanksStartedWithDifferentConfigsAreRefused) {

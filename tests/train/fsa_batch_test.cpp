@@ -115,5 +115,44 @@ TEST(FsaBatchBuilder, LabelsAndLayoutOfABatch) {
   EXPECT_GE(b.other_cams.min().item<double>(), 0.0);
 }
 
+TEST(FsaBatchBuilder, SharesOfTheGroupsAreTheRowsOfTheWholeBatch) {
+  // A data-parallel rank builds its groups of a batch with the draws of the
+  // whole batch: the shares [0, 2) and [2, 3) of three groups are the whole
+  // batch's rows of those groups (crops, flips and fusion masks alike).
+  torch::manual_seed(0);
+  auto model = models::make_model("resnet20", 4);
+  model->eval();
+  data::LongTailDataset d;
+  d.train.images = torch::randint(0, 256, {10, 3, 32, 32}, torch::kUInt8);
+  d.train.labels = torch::tensor(kLabels, torch::kInt64);
+  d.train.class_names = {"a", "b", "c", "d"};
+  d.class_counts = {4, 3, 2, 1};
+  d.head = kHead;
+  d.mean = {0.5, 0.5, 0.5};
+  d.std = {0.25, 0.25, 0.25};
+  io::FinetuneConfig ft;
+  ft.Na = 2;
+  GroupSampler sampler(kLabels, kHead, {{}, {}, {1, 0}, {0}}, ft.Na);
+  FsaBatchBuilder builder(*model, d, torch::kCPU, "layer3", ft, false, nullptr);
+  std::mt19937_64 rng(1);
+  const auto drawn = sampler.draw({9, 7, 8}, rng);
+  const auto whole = builder.build(drawn, at::make_generator<at::CPUGeneratorImpl>(2));
+  const int64_t na = ft.Na, groups = 3;
+  for (const auto& [g0, g1] : {std::pair<int64_t, int64_t>{0, 2}, {2, 3}}) {
+    const auto share =
+        builder.build(drawn, at::make_generator<at::CPUGeneratorImpl>(2), true, std::pair{g0, g1});
+    const auto rows = [&](const torch::Tensor& t) {  // the share's rows of the whole batch
+      return torch::cat(
+          {t.slice(0, g0, g1), t.slice(0, groups + g0 * na, groups + g1 * na),
+           t.slice(0, groups * (1 + na) + g0 * (1 + na), groups * (1 + na) + g1 * (1 + na))});
+    };
+    EXPECT_EQ(share.tail_images, g1 - g0);
+    EXPECT_TRUE(share.labels.equal(rows(whole.labels))) << g0;
+    EXPECT_TRUE(share.fused.masks.equal(whole.fused.masks.slice(0, g0 * na, g1 * na))) << g0;
+    EXPECT_TRUE(torch::allclose(share.maps, rows(whole.maps), 1e-5, 1e-6))
+        << g0 << ": " << (share.maps - rows(whole.maps)).abs().max().item<double>();
+  }
+}
+
 }  // namespace
 }  // namespace fsa::train

@@ -27,6 +27,13 @@ FusedMaps fuse_feature_maps(const torch::Tensor& tail_maps, const torch::Tensor&
                             const torch::Tensor& other_cams, double ts, double tg,
                             at::Generator gen);
 
+/// The masks B of fuse_feature_maps for G groups of Na maps of h × w, drawn
+/// from `gen` (CPU) as it draws them (all γ, then all U): bool [G, Na, h, w]
+/// on the CPU. A data-parallel rank draws the whole batch's and keeps its
+/// groups' rows.
+torch::Tensor draw_fusion_masks(int64_t groups, int64_t na, int64_t h, int64_t w,
+                                at::Generator gen);
+
 /// The deterministic core: the same fusion with the masks B given
 /// (bool [G, Na, h, w]).
 FusedMaps fuse_with_masks(const torch::Tensor& tail_maps, const torch::Tensor& tail_cams,

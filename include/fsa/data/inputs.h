@@ -48,8 +48,11 @@ torch::Tensor eval_inputs(const LongTailDataset& data, const ImageSet& set,
 /// device). Resident: random_crop_flip with padding 4, drawing from `gen` as
 /// Phase I does. File-backed: data.train_transform; sample j draws from a
 /// data::Rng seeded by the j-th of B seeds drawn from `gen` at once.
+/// `keep` (int64 [M], positions in `indices`): the input of those images
+/// alone, [M, C, H, W], with the draws still made for all B (a
+/// data-parallel rank's share of a batch whose draws are one process's).
 torch::Tensor train_inputs(const LongTailDataset& data, const torch::Tensor& indices,
-                           at::Generator gen, torch::Device device);
+                           at::Generator gen, torch::Device device, const torch::Tensor& keep = {});
 
 /// Pixels for pictures: uint8 [B, C, H, W] on the CPU of `set`'s images at
 /// `indices`. Resident: as stored; file-backed: decoded and brought to the

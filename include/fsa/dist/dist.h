@@ -97,6 +97,10 @@ std::shared_ptr<Group> connect(const Launch& launch, const std::string& backend,
 /// single-process group.
 Group& world();
 
+/// The group set_world installed, to hold beyond this call (nullptr in one
+/// process).
+std::shared_ptr<Group> world_shared();
+
 /// Installs `group` as world() for the rest of the process (nullptr: one process again).
 void set_world(std::shared_ptr<Group> group);
 

@@ -192,6 +192,10 @@ struct DistConfig {
   /// dist.timeout: seconds a collective waits for the other ranks before the
   /// run stops with an error naming the rank (a rank that died or stalls).
   double timeout = 1800;
+  /// dist.sync_batchnorm: BatchNorm layers in training mode normalise by the
+  /// statistics of the global batch, as torch.nn.SyncBatchNorm does, instead
+  /// of each rank's share (models/batch_norm.h).
+  bool sync_batchnorm = false;
 };
 
 struct FinetuneConfig {
@@ -225,6 +229,8 @@ struct DecouplingConfig {
 struct FeatureConfig {
   std::string cam_layer = "layer3";  ///< feature.cam_layers (one layer)
   bool store = false;                ///< Phase II writes the offline feature store
+  /// Phase II keeps the whole score matrix S (C² floats) in analysis.pt.
+  bool score_matrix = false;
 };
 
 /// Everything one phase needs. Single-phase files map onto it directly; in a

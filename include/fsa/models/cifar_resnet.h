@@ -3,10 +3,10 @@
 // literature's akamaster/pytorch_resnet_cifar10 (LDAM-DRW, FSA reference).
 #pragma once
 
-#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
 
 #include "fsa/models/backbone.h"
+#include "fsa/models/batch_norm.h"
 
 namespace fsa::models {
 
@@ -19,7 +19,7 @@ class CifarBasicBlockImpl : public torch::nn::Module {
 
  private:
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  BatchNorm2d bn1{nullptr}, bn2{nullptr};
   int64_t stride_, pad_channels_;
 };
 TORCH_MODULE(CifarBasicBlock);
@@ -37,7 +37,7 @@ class CifarResNet : public Backbone {
 
  private:
   torch::nn::Conv2d conv1_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr};
+  BatchNorm2d bn1_{nullptr};
 };
 
 }  // namespace fsa::models

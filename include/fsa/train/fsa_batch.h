@@ -18,7 +18,9 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "fsa/augment/fusion.h"
@@ -95,8 +97,13 @@ class FsaBatchBuilder {
                   const FeatureStore* store);
 
   /// The batch of `drawn`. Augmentation, γ and the masks draw from `gen`.
-  /// `augment` false (figures) takes the images as they are.
-  FsaBatch build(const GroupDraw& drawn, at::Generator gen, bool augment = true) const;
+  /// `augment` false (figures) takes the images as they are. `groups`
+  /// [begin, end): the batch of those groups of `drawn` alone (a
+  /// data-parallel rank's share), with every draw made for the whole of
+  /// `drawn`, so that the ranks' shares together are one process's batch;
+  /// tail_images is then end − begin.
+  FsaBatch build(const GroupDraw& drawn, at::Generator gen, bool augment = true,
+                 std::optional<std::pair<int64_t, int64_t>> groups = std::nullopt) const;
 
  private:
   models::Backbone& model_;

@@ -63,8 +63,16 @@ PhaseResult run_phase_i(const io::Config& cfg, Workspace& ws, const std::string&
 
 /// Phase II outputs, also saved as analysis.pt (+ features.pt if stored).
 struct Analysis {
-  torch::Tensor score_matrix;  ///< float [C, C]: S[c][j] = mean softmax_j over class c
-  torch::Tensor confusing;  ///< int64 [C, C−1]: per class t, candidates by S[c][t] desc, −1 padded
+  /// float [C, C]: S[c][j] = mean softmax_j over the training images of
+  /// class c; undefined unless feature.score_matrix asked for it.
+  torch::Tensor score_matrix;
+  /// int64 [C, K]: per class t, its first K confusing-class candidates by
+  /// S[c][t] descending, −1 padded (ConfusingRanking; K = max(finetune.Nf,
+  /// kKeptConfusing), at most C − 1; files written before fsa kept K = C − 1).
+  torch::Tensor confusing;
+  /// float [C, K]: S[c][t] of each entry of `confusing`, NaN where it is −1
+  /// (undefined in files written before fsa kept it).
+  torch::Tensor confusing_scores;
   data::Fingerprint fingerprint;
   std::string arch, cam_layer, confusing_from;
   /// The Phase I checkpoint it was made from: its path when written, and its
@@ -74,10 +82,21 @@ struct Analysis {
   int64_t checkpoint_checksum = 0;
 };
 
-/// Phase II: score matrix, confusing classes (analysis.pt and
-/// confusing_classes.txt) and, if cfg.feature.store, the offline feature store
-/// (features.pt: feature maps and CAMs of every training image, no
-/// augmentation). `checkpoint` is the Phase I checkpoint.
+/// Confusing classes Phase II keeps per class at least (more when
+/// finetune.Nf is larger): Phase III and `fsa visualize` may then use any
+/// Nf up to this without running Phase II again.
+inline constexpr int64_t kKeptConfusing = 10;
+
+/// Phase II: confusing classes (analysis.pt and confusing_classes.txt), the
+/// score matrix if cfg.feature.score_matrix, and, if cfg.feature.store, the
+/// offline feature store (features.pt: feature maps and CAMs of every
+/// training image, no augmentation). `checkpoint` is the Phase I checkpoint.
+/// The training images are visited class by class, so that only one row of
+/// the score matrix is summed at a time: memory grows with C × K, not C²
+/// (with the score matrix asked for: C² floats). Data-parallel: each rank
+/// takes a contiguous range of classes of about equal image counts, and
+/// the rankings, the score matrix and the store are gathered on every rank
+/// (rank 0 writes the files).
 Analysis run_phase_ii(const io::Config& cfg, Workspace& ws, const std::string& checkpoint,
                       const std::string& out_dir);
 
@@ -89,10 +108,11 @@ Analysis load_analysis(const std::string& path);
 /// set; throws CheckpointError naming the file and what differs.
 Analysis load_matching_analysis(const std::string& path, const Workspace& ws);
 
-/// The confusing-class candidates of every class (METHOD.md, Phase II): row
-/// t lists the classes c ≠ t (head classes only, when `head_only`) by S[c][t]
-/// descending, ties by lower c, then −1 padding. scores float [C, C] on the
-/// CPU; head: mask of C classes. Returns int64 [C, max(C − 1, 1)].
+/// The confusing-class candidates of every class from a whole score matrix
+/// (METHOD.md, Phase II): row t lists the classes c ≠ t (head classes only,
+/// when `head_only`) by S[c][t] descending, ties by lower c, then −1
+/// padding. scores float [C, C] on the CPU; head: mask of C classes.
+/// Returns int64 [C, max(C − 1, 1)].
 torch::Tensor rank_confusing(const torch::Tensor& scores, const std::vector<bool>& head,
                              bool head_only);
 
