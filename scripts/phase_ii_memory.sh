@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Phase II's peak resident memory at iNaturalist 2018's 8,142 classes (issue 13;
 # docs/SCALING.md): a list-file dataset of placeholder images (one 32×32 JPEG listed
-# IMAGES times under every class), a ResNet-10 trained on it for one epoch, then
+# IMAGES times under every class, through links), a ResNet-10 trained on it for one epoch, then
 # `fsa extract` under GNU time, once as it runs by default (confusing classes only) and
 # once with feature.score_matrix (the C² matrix kept). Run it alone on the machine.
 #
@@ -15,17 +15,21 @@ fsa=$PWD/build/fsa
 [ -x "$fsa" ] || { echo "phase_ii_memory: build fsa first ($fsa is missing)" >&2; exit 1; }
 mkdir -p "$out/data"
 /usr/bin/python3 - "$out/data" "$classes" "$images" <<'PY'
-import sys
+import os, sys
 from PIL import Image
 root, classes, images = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 Image.new("RGB", (32, 32), (120, 60, 200)).save(f"{root}/placeholder.jpg")
 with open(f"{root}/train.txt", "w") as f:
     for c in range(classes):
-        for _ in range(images):
-            f.write(f"placeholder.jpg {c}\n")
+        for i in range(images + 1):  # one image a path: links to the placeholder
+            name = f"c{c}_{i}.jpg"
+            if not os.path.lexists(f"{root}/{name}"):
+                os.symlink("placeholder.jpg", f"{root}/{name}")
+            if i < images:
+                f.write(f"{name} {c}\n")
 with open(f"{root}/test.txt", "w") as f:
     for c in range(classes):
-        f.write(f"placeholder.jpg {c}\n")
+        f.write(f"c{c}_{images}.jpg {c}\n")
 PY
 cat > "$out/config.yaml" <<YAML
 random_seed: 0
