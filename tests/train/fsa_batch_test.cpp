@@ -82,10 +82,8 @@ TEST(GroupSampler, RefusesWhatItCannotDraw) {
   EXPECT_THROW(GroupSampler({0, 0, 2}, {true, true, false}, {{}, {}, {1}}, 1), io::ConfigError);
 }
 
-TEST(FsaBatchBuilder, LabelsAndLayoutOfABatch) {
-  torch::manual_seed(0);
-  auto model = models::make_model("resnet20", 4);
-  model->eval();
+/// Ten random 32×32 images of kLabels (classes a..d, 4/3/2/1).
+data::LongTailDataset ten_images() {
   data::LongTailDataset d;
   d.train.images = torch::randint(0, 256, {10, 3, 32, 32}, torch::kUInt8);
   d.train.labels = torch::tensor(kLabels, torch::kInt64);
@@ -94,6 +92,14 @@ TEST(FsaBatchBuilder, LabelsAndLayoutOfABatch) {
   d.head = kHead;
   d.mean = {0.5, 0.5, 0.5};
   d.std = {0.25, 0.25, 0.25};
+  return d;
+}
+
+TEST(FsaBatchBuilder, LabelsAndLayoutOfABatch) {
+  torch::manual_seed(0);
+  auto model = models::make_model("resnet20", 4);
+  model->eval();
+  const auto d = ten_images();
   io::FinetuneConfig ft;
   ft.Na = 2;
   GroupSampler sampler(kLabels, kHead, {{}, {}, {1, 0}, {0}}, ft.Na);
@@ -122,14 +128,7 @@ TEST(FsaBatchBuilder, SharesOfTheGroupsAreTheRowsOfTheWholeBatch) {
   torch::manual_seed(0);
   auto model = models::make_model("resnet20", 4);
   model->eval();
-  data::LongTailDataset d;
-  d.train.images = torch::randint(0, 256, {10, 3, 32, 32}, torch::kUInt8);
-  d.train.labels = torch::tensor(kLabels, torch::kInt64);
-  d.train.class_names = {"a", "b", "c", "d"};
-  d.class_counts = {4, 3, 2, 1};
-  d.head = kHead;
-  d.mean = {0.5, 0.5, 0.5};
-  d.std = {0.25, 0.25, 0.25};
+  const auto d = ten_images();
   io::FinetuneConfig ft;
   ft.Na = 2;
   GroupSampler sampler(kLabels, kHead, {{}, {}, {1, 0}, {0}}, ft.Na);
